@@ -1,0 +1,48 @@
+# Every target installs what it needs: a virtualenv with the package, and the control-plane
+# binaries (built once from Kubernetes' Go modules into ~/.cache/reconciler).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ENVTEST_DIR ?= .envtest
+PYTEST_ARGS ?=
+
+.PHONY: demo down test unit lint format bench binaries clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+binaries: $(BIN)/.installed
+	$(BIN)/reconciler envtest build
+
+## demo: a local control plane with a node, and a sample StatefulSet running on it
+demo: binaries
+	$(BIN)/python -m reconciler.demo --dir $(ENVTEST_DIR)
+
+## down: stop the demo's control plane
+down: $(BIN)/.installed
+	$(BIN)/reconciler envtest down --dir $(ENVTEST_DIR)
+
+## test: the whole suite (unit, integration on a real control plane)
+test: binaries
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: binaries
+	$(BIN)/python -m bench
+
+clean: down
+	rm -rf $(VENV) $(ENVTEST_DIR)

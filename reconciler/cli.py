@@ -1,0 +1,80 @@
+"""The `reconciler` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reconciler import __version__
+
+
+def _envtest(args: argparse.Namespace) -> int:
+    from reconciler.envtest import daemon
+    from reconciler.envtest.binaries import ensure
+
+    run_dir = Path(args.dir)
+    match args.action:
+        case "up":
+            kubeconfig = daemon.up(run_dir)
+            print(kubeconfig)
+        case "serve":
+            daemon.serve(run_dir)
+        case "down":
+            stopped = daemon.down(run_dir)
+            print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        case "status":
+            if daemon.running(run_dir.resolve()):
+                print(f"running; kubeconfig {run_dir.resolve() / 'kubeconfig'}")
+            else:
+                print("not running")
+                return 3
+        case "build":
+            print(ensure())
+    return 0
+
+
+def _version(_: argparse.Namespace) -> int:
+    from reconciler.envtest import ETCD_VERSION, KUBERNETES_VERSION
+
+    print(
+        f"reconciler {__version__} (test control plane: Kubernetes {KUBERNETES_VERSION}, "
+        f"etcd {ETCD_VERSION})"
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    root = argparse.ArgumentParser(
+        prog="reconciler",
+        description="A PostgreSQL operator for Kubernetes, drop-in compatible with PGO v5.",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(func=_version)
+
+    envtest = commands.add_parser(
+        "envtest", help="a local Kubernetes control plane (etcd, apiserver, controllers, a node)"
+    )
+    envtest.add_argument(
+        "action",
+        choices=["up", "down", "status", "build", "serve"],
+        help="up: start in the background and print the kubeconfig; down: stop; status; "
+        "build: only build the binaries; serve: run in the foreground",
+    )
+    envtest.add_argument("--dir", default=".envtest", help="run directory (default: .envtest)")
+    envtest.set_defaults(func=_envtest)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command named in `argv` (default: the process arguments)."""
+    args = parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (RuntimeError, TimeoutError, OSError) as error:
+        print(f"reconciler {args.command}: {error}", file=sys.stderr)
+        code = 1
+    sys.exit(code)

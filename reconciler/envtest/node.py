@@ -1,0 +1,380 @@
+"""A node for the local control plane: a Node that stays Ready, pods that run, volumes that bind.
+
+This plays the parts a kubelet and a CSI driver play in a real cluster, without running any
+container: pods bound to the node are reported Running and Ready (Job pods Succeeded), pods being
+deleted are removed, and claims of the default StorageClass get a directory-backed volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconciler.envtest.binaries import KUBERNETES_VERSION
+from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
+from reconciler.runtime.resources import (
+    LEASES,
+    NODES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    PODS,
+    STORAGE_CLASSES,
+    Resource,
+)
+
+log = structlog.get_logger(__name__)
+
+STORAGE_CLASS = "local"
+PROVISIONER = "envtest.reconciler.dev/local"
+# A Job's pod exits 0 unless the pod carries this annotation with another exit code.
+EXIT_CODE_ANNOTATION = "envtest.reconciler.dev/exit-code"
+LEASE_DURATION_SECONDS = 40
+RENEW_INTERVAL = 10.0
+_MANAGER = "envtest-node"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _microtime() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class PodAddresses:
+    """Hands out pod IPs from a loopback range, one per pod UID, reused after deletion."""
+
+    def __init__(self, network: str) -> None:
+        self._hosts: Iterator[ipaddress.IPv4Address] = ipaddress.IPv4Network(network).hosts()
+        self._free: list[str] = []
+        self._by_uid: dict[str, str] = {}
+
+    def get(self, uid: str) -> str:
+        """The address of the pod, allocating one on first use."""
+        if uid not in self._by_uid:
+            self._by_uid[uid] = self._free.pop() if self._free else str(next(self._hosts))
+        return self._by_uid[uid]
+
+    def release(self, uid: str) -> None:
+        """Return the pod's address to the pool."""
+        if (address := self._by_uid.pop(uid, None)) is not None:
+            self._free.append(address)
+
+
+def node_object(name: str) -> JSON:
+    """The Node as a kubelet would register it, Ready, with room for many pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "topology.kubernetes.io/zone": "local",
+            },
+        },
+        "spec": {},
+    }
+
+
+def node_status(address: str) -> JSON:
+    """The Node's status: Ready, with capacity for the benchmarks' thousands of pods."""
+    now = _now()
+    capacity = {"cpu": "64", "memory": "256Gi", "pods": "5000", "ephemeral-storage": "1Ti"}
+    conditions = [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID"),
+        ("Ready", "True", "KubeletReady"),
+    ]
+    return {
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [{"type": "InternalIP", "address": address}],
+            "conditions": [
+                {
+                    "type": kind,
+                    "status": status,
+                    "reason": reason,
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+                for kind, status, reason in conditions
+            ],
+            "nodeInfo": {
+                "kubeletVersion": f"v{KUBERNETES_VERSION}",
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "containerRuntimeVersion": "envtest://1",
+                "kernelVersion": "",
+                "osImage": "envtest",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        }
+    }
+
+
+def storage_class() -> JSON:
+    """The default StorageClass, provisioned by this node's directory-backed volumes."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
+
+
+def _is_job_pod(pod: JSON) -> bool:
+    owners = pod["metadata"].get("ownerReferences") or []
+    return any(o.get("kind") == "Job" and o.get("controller") for o in owners)
+
+
+def pod_status(pod: JSON, pod_ip: str, host_ip: str) -> JSON:
+    """The status a kubelet reports for the pod once its containers started (or finished)."""
+    now = _now()
+    spec = pod["spec"]
+    finished = _is_job_pod(pod)
+    annotations = pod["metadata"].get("annotations") or {}
+    exit_code = int(annotations.get(EXIT_CODE_ANNOTATION, "0")) if finished else 0
+    ready = "False" if finished else "True"
+
+    def container_status(container: JSON, *, done: bool, code: int = 0) -> JSON:
+        state: JSON
+        if done:
+            state = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": now,
+                    "finishedAt": now,
+                }
+            }
+        else:
+            state = {"running": {"startedAt": now}}
+        return {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "containerID": f"envtest://{pod['metadata']['uid']}/{container['name']}",
+            "ready": not done,
+            "started": not done,
+            "restartCount": 0,
+            "state": state,
+        }
+
+    condition_names = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
+    conditions = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}]
+    conditions += [
+        {
+            "type": name,
+            "status": ready if name in ("ContainersReady", "Ready") else "True",
+            "lastTransitionTime": now,
+        }
+        for name in condition_names
+    ]
+    phase = ("Succeeded" if exit_code == 0 else "Failed") if finished else "Running"
+    return {
+        "status": {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": now,
+            "qosClass": "BestEffort",
+            "initContainerStatuses": [
+                container_status(c, done=True) for c in spec.get("initContainers") or []
+            ],
+            "containerStatuses": [
+                container_status(c, done=finished, code=exit_code) for c in spec["containers"]
+            ],
+        }
+    }
+
+
+def persistent_volume(claim: JSON, volumes_dir: Path) -> JSON:
+    """A directory-backed volume bound in advance to `claim`."""
+    meta = claim["metadata"]
+    name = f"pvc-{meta['uid']}"
+    spec = claim["spec"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": name,
+            "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
+        },
+        "spec": {
+            "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+            "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": STORAGE_CLASS,
+            "volumeMode": spec.get("volumeMode", "Filesystem"),
+            "hostPath": {"path": str(volumes_dir / name), "type": "DirectoryOrCreate"},
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+            },
+        },
+    }
+
+
+Handler = Callable[[str, JSON], Awaitable[None]]
+
+
+async def _follow(
+    client: Client, resource: Resource, handler: Handler, *, field_selector: str | None = None
+) -> None:
+    """Deliver every object of `resource` to `handler`, then each change, for ever."""
+    while True:
+        try:
+            listed = await client.list(resource, field_selector=field_selector)
+            for item in listed.items:
+                await handler("ADDED", item)
+            version = listed.resource_version
+            while True:
+                async for event in client.watch(
+                    resource, resource_version=version, field_selector=field_selector
+                ):
+                    version = event.object["metadata"].get("resourceVersion", version)
+                    if event.type != "BOOKMARK":
+                        await handler(event.type, event.object)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a broken watch must not stop the node
+            log.debug("envtest node watch restarts", resource=str(resource), error=repr(error))
+            await asyncio.sleep(0.5)
+
+
+class NodeAgent:
+    """Runs the node's loops: heartbeat, pod lifecycle and volume provisioning."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        name: str,
+        volumes_dir: Path,
+        host_ip: str = "127.0.0.1",
+        pod_network: str = "127.1.0.0/16",
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.volumes_dir = volumes_dir
+        self.host_ip = host_ip
+        self.addresses = PodAddresses(pod_network)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Register the node and its StorageClass, then start the loops."""
+        self.volumes_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(ConflictError):
+            await self.client.create(NODES, node_object(self.name))
+        await self._report_status()
+        with contextlib.suppress(ConflictError):
+            await self.client.create(STORAGE_CLASSES, storage_class())
+        loops = [
+            self._heartbeat(),
+            _follow(self.client, PODS, self._on_pod, field_selector=f"spec.nodeName={self.name}"),
+            _follow(self.client, PERSISTENT_VOLUME_CLAIMS, self._on_claim),
+            _follow(self.client, PERSISTENT_VOLUMES, self._on_volume),
+        ]
+        self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    async def stop(self) -> None:
+        """Stop the loops; the Node stays registered (it simply stops renewing its Lease)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _report_status(self) -> None:
+        await self.client.patch(NODES, self.name, node_status(self.host_ip), subresource="status")
+
+    async def _heartbeat(self) -> None:
+        status_every = 6  # a full status report every minute, a Lease renewal every 10 s
+        beat = 0
+        while True:
+            try:
+                await self._renew_lease()
+                if beat % status_every == 0:
+                    await self._report_status()
+            except (ApiError, ConnectionError) as error:
+                log.debug("envtest node heartbeat failed", error=repr(error))
+            beat += 1
+            await asyncio.sleep(RENEW_INTERVAL)
+
+    async def _renew_lease(self) -> None:
+        lease: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": "kube-node-lease"},
+            "spec": {
+                "holderIdentity": self.name,
+                "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                "renewTime": _microtime(),
+            },
+        }
+        await self.client.apply(LEASES, lease, field_manager=_MANAGER)
+
+    async def _on_pod(self, event: str, pod: JSON) -> None:
+        meta = pod["metadata"]
+        if event == "DELETED":
+            self.addresses.release(meta["uid"])
+            return
+        try:
+            if meta.get("deletionTimestamp"):
+                # The containers "stop" at once; then the kubelet's final delete.
+                await self.client.delete(
+                    PODS, meta["name"], meta["namespace"], uid=meta["uid"], grace_period_seconds=0
+                )
+            elif not (pod.get("status") or {}).get("startTime"):
+                status = pod_status(pod, self.addresses.get(meta["uid"]), self.host_ip)
+                await self.client.patch(
+                    PODS, meta["name"], status, namespace=meta["namespace"], subresource="status"
+                )
+        except (NotFoundError, ConflictError):
+            pass  # deleted or replaced meanwhile; the watch brings the next state
+
+    async def _on_claim(self, event: str, claim: JSON) -> None:
+        if event == "DELETED" or (claim.get("status") or {}).get("phase") != "Pending":
+            return
+        spec = claim["spec"]
+        if spec.get("volumeName") or spec.get("storageClassName") != STORAGE_CLASS:
+            return
+        with contextlib.suppress(ConflictError):
+            await self.client.create(PERSISTENT_VOLUMES, persistent_volume(claim, self.volumes_dir))
+
+    async def _on_volume(self, event: str, volume: JSON) -> None:
+        annotations = volume["metadata"].get("annotations") or {}
+        if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER:
+            return
+        phase = (volume.get("status") or {}).get("phase")
+        if event != "DELETED" and phase == "Released":
+            shutil.rmtree(volume["spec"]["hostPath"]["path"], ignore_errors=True)
+            with contextlib.suppress(NotFoundError):
+                await self.client.delete(PERSISTENT_VOLUMES, volume["metadata"]["name"])
