@@ -52,6 +52,25 @@ def owner_reference(owner: Owner) -> JSON:
     }
 
 
+def merged_labels_and_annotations(
+    owner: Owner,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The user's labels and annotations (`spec.metadata`, then `extra`, e.g. an instance
+    set's metadata) overlaid by the operator's own, which always win; sorted."""
+    extra = extra or {}
+    merged_labels = {**owner.labels, **(extra.get("labels") or {}), **labels}
+    merged_annotations = {
+        **owner.annotations,
+        **(extra.get("annotations") or {}),
+        **(annotations or {}),
+    }
+    return dict(sorted(merged_labels.items())), dict(sorted(merged_annotations.items()))
+
+
 def metadata(
     owner: Owner,
     name: str,
@@ -60,21 +79,16 @@ def metadata(
     *,
     extra: Mapping[str, Any] | None = None,
 ) -> JSON:
-    """Object metadata: the user's labels and annotations (`spec.metadata`, then `extra`, e.g.
-    an instance set's metadata) overlaid by the operator's own, which always win."""
-    extra = extra or {}
-    merged_labels = {**owner.labels, **(extra.get("labels") or {}), **labels}
-    merged_annotations = {
-        **owner.annotations,
-        **(extra.get("annotations") or {}),
-        **(annotations or {}),
-    }
+    """Object metadata: name, namespace, merged labels and annotations, the owner reference."""
+    merged_labels, merged_annotations = merged_labels_and_annotations(
+        owner, labels, annotations, extra=extra
+    )
     result: JSON = {
         "name": name,
         "namespace": owner.namespace,
-        "labels": dict(sorted(merged_labels.items())),
+        "labels": merged_labels,
         "ownerReferences": [owner_reference(owner)],
     }
     if merged_annotations:
-        result["annotations"] = dict(sorted(merged_annotations.items()))
+        result["annotations"] = merged_annotations
     return result

@@ -1,0 +1,401 @@
+"""The instance StatefulSet and its pod template, laid out as PGO lays them out.
+
+Inputs are the cluster spec and one instance set as JSON, with PGO's in-memory defaults applied.
+The output depends on nothing else, so the template (and its hash) is stable across operator
+restarts and upgrades unless the spec changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.postgrescluster import naming, patroni, scripts
+from reconciler.postgrescluster.intent import (
+    JSON,
+    Owner,
+    merged_labels_and_annotations,
+    metadata,
+)
+
+POSTGRES_UID = 26
+TMP_SIZE_LIMIT = "16Mi"
+
+RESTRICTED_SECURITY_CONTEXT: JSON = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+_NSS_ENV = [
+    {"name": "LD_PRELOAD", "value": "/usr/lib64/libnss_wrapper.so"},
+    {"name": "NSS_WRAPPER_PASSWD", "value": "/tmp/nss_wrapper/postgres/passwd"},
+    {"name": "NSS_WRAPPER_GROUP", "value": "/tmp/nss_wrapper/postgres/group"},
+]
+
+
+def _mount(name: str, path: str, *, read_only: bool = False) -> JSON:
+    mount: JSON = {"name": name, "mountPath": path}
+    if read_only:
+        mount["readOnly"] = True
+    return mount
+
+
+def _postgres_env(spec: JSON) -> list[JSON]:
+    version = spec["postgresVersion"]
+    return [
+        {"name": "PGDATA", "value": patroni.data_directory(version)},
+        {"name": "PGHOST", "value": patroni.SOCKET_DIRECTORY},
+        {"name": "PGPORT", "value": str(spec["port"])},
+        {"name": "KRB5_CONFIG", "value": "/etc/postgres/krb5.conf"},
+        {"name": "KRB5RCACHEDIR", "value": "/tmp"},
+        {"name": "LDAPTLS_CACERT", "value": "/etc/postgres/ldap/ca.crt"},
+    ]
+
+
+def _patroni_env(owner: Owner, spec: JSON) -> list[JSON]:
+    version = spec["postgresVersion"]
+    port = spec["port"]
+    patroni_port = spec["patroni"]["port"]
+    pods = naming.cluster_pod_service(owner.name)
+    return [
+        {"name": "PATRONI_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": "PATRONI_KUBERNETES_POD_IP",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+        },
+        {
+            "name": "PATRONI_KUBERNETES_PORTS",
+            "value": f"- name: {naming.PORT_POSTGRES}\n  port: {port}\n  protocol: TCP\n",
+        },
+        {"name": "PATRONI_POSTGRESQL_CONNECT_ADDRESS", "value": f"$(PATRONI_NAME).{pods}:{port}"},
+        {"name": "PATRONI_POSTGRESQL_LISTEN", "value": f"*:{port}"},
+        {"name": "PATRONI_POSTGRESQL_CONFIG_DIR", "value": patroni.data_directory(version)},
+        {"name": "PATRONI_POSTGRESQL_DATA_DIR", "value": patroni.data_directory(version)},
+        {
+            "name": "PATRONI_RESTAPI_CONNECT_ADDRESS",
+            "value": f"$(PATRONI_NAME).{pods}:{patroni_port}",
+        },
+        {"name": "PATRONI_RESTAPI_LISTEN", "value": f"*:{patroni_port}"},
+        {"name": "PATRONICTL_CONFIG_FILE", "value": patroni.CONFIG_DIRECTORY},
+    ]
+
+
+def _probe(path: str, spec: JSON) -> JSON:
+    # Patroni answers its REST API once per loop; a probe waits half a loop and tolerates a lease.
+    sync = spec["patroni"]["syncPeriodSeconds"]
+    ttl = spec["patroni"]["leaderLeaseDurationSeconds"]
+    return {
+        "httpGet": {"path": path, "port": spec["patroni"]["port"], "scheme": "HTTPS"},
+        "initialDelaySeconds": 3,
+        "timeoutSeconds": max(sync // 2, 1),
+        "periodSeconds": sync,
+        "successThreshold": 1,
+        "failureThreshold": max(ttl // sync, 1),
+    }
+
+
+def _volumes(owner: Owner, spec: JSON, instance_set: JSON, instance: str) -> list[JSON]:
+    cluster_cert = spec.get("customTLSSecret") or {
+        "name": naming.cluster_certificate_secret(owner.name)
+    }
+    replication_cert = spec.get("customReplicationTLSSecret") or {
+        "name": naming.replication_certificate_secret(owner.name)
+    }
+    keys = ("tls.crt", "tls.key", "ca.crt")
+    volumes: list[JSON] = [
+        {
+            "name": "cert-volume",
+            "projected": {
+                "defaultMode": 0o600,
+                "sources": [
+                    {"secret": {**cluster_cert, "items": [{"key": k, "path": k} for k in keys]}},
+                    {
+                        "secret": {
+                            **replication_cert,
+                            "items": [{"key": k, "path": f"replication/{k}"} for k in keys],
+                        }
+                    },
+                ],
+            },
+        },
+        {
+            "name": "postgres-data",
+            "persistentVolumeClaim": {"claimName": naming.instance_data_volume(instance)},
+        },
+        {
+            "name": "database-containerinfo",
+            "downwardAPI": {
+                "items": [
+                    *(
+                        {
+                            "path": path,
+                            "resourceFieldRef": {
+                                "containerName": naming.CONTAINER_DATABASE,
+                                "resource": resource,
+                                "divisor": "1m" if "cpu" in resource else "1Mi",
+                            },
+                        }
+                        for path, resource in (
+                            ("cpu_limit", "limits.cpu"),
+                            ("cpu_request", "requests.cpu"),
+                            ("mem_limit", "limits.memory"),
+                            ("mem_request", "requests.memory"),
+                        )
+                    ),
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+                ]
+            },
+        },
+    ]
+    if files := (spec.get("config") or {}).get("files"):
+        volumes.append({"name": "postgres-config", "projected": {"sources": files}})
+    if instance_set.get("walVolumeClaimSpec"):
+        volumes.append(
+            {
+                "name": "postgres-wal",
+                "persistentVolumeClaim": {"claimName": naming.instance_wal_volume(instance)},
+            }
+        )
+    config_map = naming.cluster_config_map(owner.name)
+    volumes += [
+        {
+            "name": "patroni-config",
+            "projected": {
+                "sources": [
+                    {
+                        "configMap": {
+                            "name": config_map,
+                            "items": [
+                                {"key": "patroni.yaml", "path": "~postgres-operator_cluster.yaml"}
+                            ],
+                        }
+                    },
+                    {
+                        "configMap": {
+                            "name": naming.instance_config_map(instance),
+                            "items": [
+                                {"key": "patroni.yaml", "path": "~postgres-operator_instance.yaml"}
+                            ],
+                        }
+                    },
+                    {
+                        "secret": {
+                            "name": naming.instance_certificates(instance),
+                            "items": [
+                                {
+                                    "key": "patroni.ca-roots",
+                                    "path": "~postgres-operator/patroni.ca-roots",
+                                },
+                                {
+                                    "key": "patroni.crt-combined",
+                                    "path": "~postgres-operator/patroni.crt+key",
+                                },
+                            ],
+                        }
+                    },
+                ]
+            },
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+    ]
+    return volumes
+
+
+def _database_mounts(spec: JSON, instance_set: JSON) -> list[JSON]:
+    mounts = [
+        _mount("cert-volume", patroni.TLS_DIRECTORY, read_only=True),
+        _mount("postgres-data", "/pgdata"),
+        _mount("database-containerinfo", "/etc/database-containerinfo", read_only=True),
+    ]
+    if (spec.get("config") or {}).get("files"):
+        mounts.append(_mount("postgres-config", "/etc/postgres", read_only=True))
+    if instance_set.get("walVolumeClaimSpec"):
+        mounts.append(_mount("postgres-wal", "/pgwal"))
+    return [
+        *mounts,
+        _mount("patroni-config", patroni.CONFIG_DIRECTORY, read_only=True),
+        _mount("tmp", "/tmp"),
+        _mount("dshm", "/dev/shm"),
+    ]
+
+
+def default_topology_spread(owner: Owner) -> list[JSON]:
+    """Spread the cluster's data pods over hosts and zones, as a preference only."""
+    selector = {
+        "matchLabels": naming.cluster_labels(owner.name),
+        "matchExpressions": [
+            {
+                "key": naming.LABEL_DATA,
+                "operator": "In",
+                "values": [naming.DATA_POSTGRES, naming.DATA_PGBACKREST],
+            }
+        ],
+    }
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+
+
+def pod_spec(
+    owner: Owner, spec: JSON, instance_set: JSON, instance: str, *, image: str, sidecars: bool
+) -> JSON:
+    """The pod of one instance: Patroni running PostgreSQL, and its helpers."""
+    version = spec["postgresVersion"]
+    resources = instance_set.get("resources") or {}
+    wal = patroni.wal_directory(
+        version, separate_volume=bool(instance_set.get("walVolumeClaimSpec"))
+    )
+    pull_policy = (
+        {"imagePullPolicy": spec["imagePullPolicy"]} if spec.get("imagePullPolicy") else {}
+    )
+
+    def container(name: str, command: list[str], **fields: Any) -> JSON:
+        return {
+            "name": name,
+            "image": image,
+            **pull_policy,
+            "command": command,
+            **fields,
+            "securityContext": RESTRICTED_SECURITY_CONTEXT,
+        }
+
+    startup_mounts = [
+        _mount("cert-volume", patroni.TLS_DIRECTORY, read_only=True),
+        _mount("postgres-data", "/pgdata"),
+    ]
+    if instance_set.get("walVolumeClaimSpec"):
+        startup_mounts.append(_mount("postgres-wal", "/pgwal"))
+    startup_mounts.append(_mount("tmp", "/tmp"))
+    init_containers = [
+        container(
+            naming.CONTAINER_STARTUP,
+            ["bash", "-ceu", "--", scripts.STARTUP, "startup", str(version), wal],
+            env=_postgres_env(spec),
+            resources=resources,
+            volumeMounts=startup_mounts,
+        ),
+        container(
+            naming.CONTAINER_NSS_WRAPPER_INIT,
+            ["bash", "-ceu", "--", scripts.NSS_WRAPPER, "nss-wrapper-init"],
+            resources=resources,
+            volumeMounts=[_mount("tmp", "/tmp")],
+        ),
+    ]
+    containers = [
+        container(
+            naming.CONTAINER_DATABASE,
+            ["patroni", patroni.CONFIG_DIRECTORY],
+            env=[*_postgres_env(spec), *_patroni_env(owner, spec), *_NSS_ENV],
+            ports=[
+                {"name": naming.PORT_POSTGRES, "containerPort": spec["port"], "protocol": "TCP"}
+            ],
+            livenessProbe=_probe("/liveness", spec),
+            readinessProbe=_probe("/readiness", spec),
+            resources=resources,
+            volumeMounts=_database_mounts(spec, instance_set),
+        ),
+        container(
+            naming.CONTAINER_REPLICATION_CERT_COPY,
+            ["bash", "-ceu", "--", scripts.REPLICATION_CERT_COPY, "replication-cert-copy"],
+            resources=((instance_set.get("sidecars") or {}).get("replicaCertCopy") or {}).get(
+                "resources"
+            )
+            or {},
+            volumeMounts=[
+                _mount("cert-volume", patroni.TLS_DIRECTORY, read_only=True),
+                _mount("postgres-data", "/pgdata"),
+                _mount("tmp", "/tmp"),
+            ],
+        ),
+    ]
+    if sidecars:
+        containers += instance_set.get("containers") or []
+    security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
+    if not spec.get("openshift"):
+        security["fsGroup"] = POSTGRES_UID
+    if spec.get("supplementalGroups"):
+        security["supplementalGroups"] = spec["supplementalGroups"]
+    topology = list(instance_set.get("topologySpreadConstraints") or [])
+    if not spec.get("disableDefaultPodScheduling"):
+        topology += default_topology_spread(owner)
+    pod: JSON = {
+        "serviceAccountName": naming.cluster_instance_rbac(owner.name),
+        "enableServiceLinks": False,
+        "shareProcessNamespace": True,
+        "restartPolicy": "Always",
+        "securityContext": security,
+        "initContainers": init_containers,
+        "containers": containers,
+        "volumes": _volumes(owner, spec, instance_set, instance),
+    }
+    optional = {
+        "affinity": instance_set.get("affinity"),
+        "tolerations": instance_set.get("tolerations"),
+        "priorityClassName": instance_set.get("priorityClassName"),
+        "imagePullSecrets": spec.get("imagePullSecrets"),
+        "topologySpreadConstraints": topology,
+    }
+    pod.update({k: v for k, v in optional.items() if v})
+    return pod
+
+
+def statefulset(
+    owner: Owner,
+    spec: JSON,
+    instance_set: JSON,
+    instance: str,
+    *,
+    image: str,
+    replicas: int,
+    sidecars: bool,
+) -> JSON:
+    """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete)."""
+    set_name = instance_set["name"]
+    labels = naming.instance_labels(owner.name, set_name, instance)
+    extra = instance_set.get("metadata")
+    pod_labels = {
+        **labels,
+        naming.LABEL_DATA: naming.DATA_POSTGRES,
+        naming.LABEL_PATRONI: naming.patroni_scope(owner.name),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(
+            owner, instance, {**labels, naming.LABEL_DATA: naming.DATA_POSTGRES}, extra=extra
+        ),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "serviceName": naming.cluster_pod_service(owner.name),
+            "revisionHistoryLimit": 0,
+            "updateStrategy": {"type": "OnDelete"},
+            "template": {
+                "metadata": _template_metadata(owner, pod_labels, extra),
+                "spec": pod_spec(
+                    owner, spec, instance_set, instance, image=image, sidecars=sidecars
+                ),
+            },
+        },
+    }
+
+
+def _template_metadata(owner: Owner, labels: dict[str, str], extra: JSON | None) -> JSON:
+    pod_labels, annotations = merged_labels_and_annotations(
+        owner,
+        labels,
+        {naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_DATABASE},
+        extra=extra,
+    )
+    return {"labels": pod_labels, "annotations": annotations}
