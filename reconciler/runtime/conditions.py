@@ -20,8 +20,8 @@ def set_condition(
     status: str,
     reason: str,
     message: str,
-    observed_generation: int | None,
     *,
+    observed_generation: int | None,
     at: str | None = None,
 ) -> list[Condition]:
     """The conditions with `type_` set; its transition time changes only when its status does."""
