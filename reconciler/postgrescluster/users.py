@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from reconciler.postgres import password
 from reconciler.postgrescluster import naming
+from reconciler.postgrescluster.intent import JSON, Owner, metadata
 
 
 def _decode(data: Mapping[str, str], key: str) -> str:
@@ -55,3 +57,42 @@ def user_secret_data(
     data["uri"] = f"postgresql://{userinfo}@{host}:{port}" + (f"/{database}" if database else "")
     data["jdbc-uri"] = f"jdbc:postgresql://{host}:{port}/{database}?{query}"
     return data
+
+
+def effective_users(cluster: str, users: Sequence[Mapping[str, Any]] | None) -> list[JSON]:
+    """The users to provision: the spec's, or, when `users` is omitted, one named after the
+    cluster with a database of the same name (an empty list means none)."""
+    if users is None:
+        return [{"name": cluster, "databases": [cluster], "password": {"type": "ASCII"}}]
+    return [dict(user) for user in users]
+
+
+def user_secret(
+    owner: Owner,
+    user: Mapping[str, Any],
+    *,
+    port: int,
+    existing: Mapping[str, str] | None,
+) -> JSON:
+    """`<c>-pguser-<user>`, labelled so that the operator finds the Secrets of removed users."""
+    name = str(user["name"])
+    data = user_secret_data(
+        cluster=owner.name,
+        namespace=owner.namespace,
+        user=name,
+        databases=list(user.get("databases") or []),
+        port=port,
+        password_type=(user.get("password") or {}).get("type", "ASCII"),
+        existing=existing,
+    )
+    labels = {
+        **naming.cluster_labels(owner.name),
+        naming.LABEL_ROLE: naming.ROLE_POSTGRES_USER,
+        naming.LABEL_POSTGRES_USER: name,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(owner, naming.postgres_user_secret(owner.name, name), labels),
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
+    }

@@ -6,7 +6,8 @@ import base64
 from urllib.parse import unquote, urlsplit
 
 from reconciler.postgres.password import verifier_matches
-from reconciler.postgrescluster.users import user_secret_data
+from reconciler.postgrescluster.intent import Owner
+from reconciler.postgrescluster.users import effective_users, user_secret, user_secret_data
 
 
 def _encoded(data: dict[str, str]) -> dict[str, str]:
@@ -89,3 +90,22 @@ def test_changed_password_without_verifier_gets_a_new_verifier() -> None:
     )
     assert data["password"] == "chosen-by-user"
     assert verifier_matches("chosen-by-user", data["verifier"])
+
+
+def test_omitted_users_mean_one_user_named_after_the_cluster() -> None:
+    """No `users`: user and database `hippo`; an empty list: nobody."""
+    assert effective_users("hippo", None) == [
+        {"name": "hippo", "databases": ["hippo"], "password": {"type": "ASCII"}}
+    ]
+    assert effective_users("hippo", []) == []
+
+
+def test_user_secret_is_labelled_for_its_user() -> None:
+    """`hippo-pguser-rhino` with role=pguser and pguser=rhino, data base64-encoded."""
+    owner = Owner("hippo", "ns", "uid")
+    secret = user_secret(owner, {"name": "rhino", "databases": ["zoo"]}, port=5432, existing=None)
+    assert secret["metadata"]["name"] == "hippo-pguser-rhino"
+    labels = secret["metadata"]["labels"]
+    assert labels["postgres-operator.crunchydata.com/role"] == "pguser"
+    assert labels["postgres-operator.crunchydata.com/pguser"] == "rhino"
+    assert base64.b64decode(secret["data"]["dbname"]) == b"zoo"
