@@ -14,6 +14,7 @@ from reconciler.api import openapi
 from reconciler.api.kubernetes import EMBEDDED_KEY
 from reconciler.api.structural import JSON, KubernetesSchemas, ModelSchemas, describe
 from reconciler.api.v1beta1 import GROUP, VERSION, PGAdmin, PGUpgrade, PostgresCluster
+from reconciler.runtime.resources import Resource
 
 DESCRIBE_DEPTH = 1
 """Descriptions of embedded Kubernetes types are kept for their own fields only; deeper ones
@@ -41,34 +42,38 @@ class Kind:
         return f"{self.plural}.{GROUP}"
 
     @property
+    def resource(self) -> Resource:
+        """Where objects of this kind live in the REST tree."""
+        return Resource(GROUP, VERSION, self.plural, self.name)
+
+    @property
     def file_name(self) -> str:
         """The file of the CRD in `manifests/crd/`."""
         return f"{GROUP}_{self.plural}.yaml"
 
 
-KINDS = (
-    Kind(
-        PostgresCluster,
-        "postgresclusters",
-        printer_columns=[
-            {
-                "name": "Ready",
-                "type": "string",
-                "description": "Ready instances of each instance set",
-                "jsonPath": ".status.instances[*].readyReplicas",
-            },
-            {
-                "name": "Postgres",
-                "type": "integer",
-                "description": "PostgreSQL major version",
-                "jsonPath": ".spec.postgresVersion",
-            },
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        ],
-    ),
-    Kind(PGUpgrade, "pgupgrades"),
-    Kind(PGAdmin, "pgadmins"),
+POSTGRES_CLUSTERS = Kind(
+    PostgresCluster,
+    "postgresclusters",
+    printer_columns=[
+        {
+            "name": "Ready",
+            "type": "string",
+            "description": "Ready instances of each instance set",
+            "jsonPath": ".status.instances[*].readyReplicas",
+        },
+        {
+            "name": "Postgres",
+            "type": "integer",
+            "description": "PostgreSQL major version",
+            "jsonPath": ".spec.postgresVersion",
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
 )
+PG_UPGRADES = Kind(PGUpgrade, "pgupgrades")
+PG_ADMINS = Kind(PGAdmin, "pgadmins")
+KINDS = (POSTGRES_CLUSTERS, PG_UPGRADES, PG_ADMINS)
 
 
 def embedded_definitions() -> set[str]:
