@@ -28,8 +28,9 @@ def _nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
 
 
 def _schema(kind: crd.Kind) -> dict[str, Any]:
-    schema: dict[str, Any] = crd.custom_resource_definition(kind)["spec"]["versions"][0]["schema"]
-    return schema["openAPIV3Schema"]
+    version = crd.custom_resource_definition(kind)["spec"]["versions"][0]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
 
 
 def test_committed_crds_are_the_generated_ones() -> None:
