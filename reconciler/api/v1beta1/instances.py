@@ -47,10 +47,9 @@ class InstanceSidecars(ApiModel):
 class PostgresInstanceSetSpec(ApiModel):
     """A set of identical PostgreSQL instances: one StatefulSet (and one pod) per replica."""
 
-    name: Annotated[
-        str | None,
-        Field(pattern=INSTANCE_SET_NAME_PATTERN, json_schema_extra={"maxLength": 63}),
-    ] = Field(None, json_schema_extra=crd_default(""))
+    name: Annotated[str | None, Field(pattern=INSTANCE_SET_NAME_PATTERN)] = Field(
+        None, json_schema_extra=crd_default("")
+    )
     """The name of the set, unique in the cluster; the operator names an unnamed set after its
     position (`00`, `01`, ...). Keep the cluster name plus this name within 46 characters."""
     metadata: Metadata | None = None
