@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import GetJsonSchemaHandler
+from pydantic import GetJsonSchemaHandler, PlainValidator
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from reconciler.api.base import Rule
 
@@ -39,6 +39,16 @@ class KubernetesType:
 
 _CORE = "io.k8s.api.core.v1."
 
+
+def _int_or_string(value: object) -> int | str:
+    """Kubernetes' int-or-string: one check, so that an error names the field only once."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError("int_or_string", "Input should be an integer or a string")
+
+
+_INT_OR_STRING = PlainValidator(_int_or_string)
+
 Affinity = Annotated[dict[str, Any], KubernetesType(_CORE + "Affinity")]
 Container = Annotated[dict[str, Any], KubernetesType(_CORE + "Container")]
 EnvVar = Annotated[dict[str, Any], KubernetesType(_CORE + "EnvVar")]
@@ -58,9 +68,15 @@ Condition = Annotated[
     dict[str, Any], KubernetesType("io.k8s.apimachinery.pkg.apis.meta.v1.Condition")
 ]
 IntOrString = Annotated[
-    int | str, KubernetesType("io.k8s.apimachinery.pkg.util.intstr.IntOrString")
+    int | str,
+    _INT_OR_STRING,
+    KubernetesType("io.k8s.apimachinery.pkg.util.intstr.IntOrString"),
 ]
-Quantity = Annotated[int | str, KubernetesType("io.k8s.apimachinery.pkg.api.resource.Quantity")]
+Quantity = Annotated[
+    int | str,
+    _INT_OR_STRING,
+    KubernetesType("io.k8s.apimachinery.pkg.api.resource.Quantity"),
+]
 
 VolumeClaimSpec = Annotated[
     dict[str, Any],

@@ -44,3 +44,12 @@ def test_invalid_spec_condition() -> None:
         "message": "spec.port: Input should be greater than or equal to 1024",
         "observedGeneration": 7,
     }
+
+
+def test_int_or_string_error_names_the_field_once() -> None:
+    raw = hippo()
+    raw["spec"]["config"] = {"parameters": {"work_mem": [4]}}
+    with pytest.raises(InvalidSpec) as caught:
+        parse_postgres_cluster(raw)
+    assert caught.value.field == "spec.config.parameters.work_mem"
+    assert caught.value.message == "Input should be an integer or a string"
