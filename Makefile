@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVTEST_DIR ?= .envtest
 PYTEST_ARGS ?=
 
-.PHONY: demo down test unit lint format bench binaries clean
+.PHONY: demo down test unit lint format bench binaries clean crds openapi
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## crds: regenerate manifests/crd/ from the API models
+crds: $(BIN)/.installed
+	$(BIN)/reconciler crd --write manifests/crd
+
+## openapi: re-capture the embedded Kubernetes types' OpenAPI from a local kube-apiserver
+openapi: binaries
+	$(BIN)/python -m reconciler.api.openapi.capture
 
 bench: binaries
 	$(BIN)/python -m bench

@@ -34,6 +34,22 @@ def _envtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crd(args: argparse.Namespace) -> int:
+    from reconciler.api import crd
+
+    if args.check:
+        stale = crd.differences(Path(args.check))
+        for name in stale:
+            print(f"{Path(args.check) / name} differs from the generated CRD", file=sys.stderr)
+        return 1 if stale else 0
+    if args.write:
+        for name in crd.write(Path(args.write)):
+            print(f"wrote {Path(args.write) / name}")
+        return 0
+    print(crd.all_documents(), end="")
+    return 0
+
+
 def _version(_: argparse.Namespace) -> int:
     from reconciler.envtest import ETCD_VERSION, KUBERNETES_VERSION
 
@@ -66,6 +82,16 @@ def parser() -> argparse.ArgumentParser:
     )
     envtest.add_argument("--dir", default=".envtest", help="run directory (default: .envtest)")
     envtest.set_defaults(func=_envtest)
+
+    crd = commands.add_parser(
+        "crd", help="print the CustomResourceDefinitions, generated from the API models"
+    )
+    target = crd.add_mutually_exclusive_group()
+    target.add_argument("--write", metavar="DIR", help="write the files of manifests/crd/ to DIR")
+    target.add_argument(
+        "--check", metavar="DIR", help="exit 1 when the files in DIR differ from the generated ones"
+    )
+    crd.set_defaults(func=_crd)
     return root
 
 
