@@ -8,7 +8,9 @@ The Role grants exactly that, in the cluster's namespace only.
 from __future__ import annotations
 
 from reconciler.postgrescluster import naming
+from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.intent import JSON, Owner, metadata
+from reconciler.runtime.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
 
 INSTANCE_RULES: list[JSON] = [
     {
@@ -54,3 +56,11 @@ def instance_objects(owner: Owner, *, openshift: bool = False) -> list[JSON]:
             "subjects": [{"kind": "ServiceAccount", "name": name}],
         },
     ]
+
+
+async def reconcile(ctx: Context) -> None:
+    """Apply the instance ServiceAccount, Role and RoleBinding."""
+    account, role, binding = instance_objects(ctx.owner, openshift=bool(ctx.spec.get("openshift")))
+    await ctx.apply(SERVICE_ACCOUNTS, account)
+    await ctx.apply(ROLES, role)
+    await ctx.apply(ROLE_BINDINGS, binding)

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.postgrescluster import naming
+from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.intent import JSON, Owner, metadata
+from reconciler.runtime.resources import ENDPOINTS, SERVICES
 
 _SERVICE_SPEC_FIELDS = (
     "ipFamilyPolicy",
@@ -154,3 +156,28 @@ def replica_service(owner: Owner, port: int, service_spec: Mapping[str, Any] | N
         service_spec=service_spec,
         selector=selector,
     )
+
+
+async def reconcile(ctx: Context) -> None:
+    """Apply the five Services and the primary's Endpoints; flag a misplaced nodePort."""
+    owner, spec = ctx.owner, ctx.spec
+    port = spec["port"]
+    for key in ("service", "replicaService"):
+        if node_port_misconfigured(spec.get(key)):
+            message = (
+                f"spec.{key}.nodePort is set but spec.{key}.type is ClusterIP; "
+                f"set spec.{key}.type to NodePort or LoadBalancer, or remove the nodePort"
+            )
+            await ctx.warn("MisconfiguredClusterIP", message)
+            ctx.set_condition("ServicesConfigured", "False", "MisconfiguredClusterIP", message)
+            break
+    else:
+        ctx.clear_condition("ServicesConfigured")
+    await ctx.apply(SERVICES, pod_service(owner))
+    leader = await ctx.apply(SERVICES, leader_service(owner, port, spec.get("service")))
+    await ctx.apply(SERVICES, distributed_configuration_service(owner))
+    await ctx.apply(SERVICES, primary_service(owner, port))
+    cluster_ip = (leader.get("spec") or {}).get("clusterIP")
+    if cluster_ip and cluster_ip != "None":
+        await ctx.apply(ENDPOINTS, primary_endpoints(owner, port, cluster_ip))
+    await ctx.apply(SERVICES, replica_service(owner, port, spec.get("replicaService")))

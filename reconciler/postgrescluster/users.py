@@ -9,7 +9,9 @@ from urllib.parse import quote, urlencode
 
 from reconciler.postgres import password
 from reconciler.postgrescluster import naming
+from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.intent import JSON, Owner, metadata
+from reconciler.runtime.resources import SECRETS
 
 
 def _decode(data: Mapping[str, str], key: str) -> str:
@@ -96,3 +98,18 @@ def user_secret(
         "metadata": metadata(owner, naming.postgres_user_secret(owner.name, name), labels),
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
     }
+
+
+async def reconcile(ctx: Context) -> None:
+    """Apply a Secret per user; delete the Secrets of users no longer in the spec."""
+    users = effective_users(ctx.name, ctx.spec.get("users"))
+    for user in users:
+        name = naming.postgres_user_secret(ctx.name, user["name"])
+        existing = (ctx.cached(SECRETS, name) or {}).get("data")
+        await ctx.apply(
+            SECRETS, user_secret(ctx.owner, user, port=ctx.spec["port"], existing=existing)
+        )
+    wanted = {str(user["name"]) for user in users}
+    for secret in ctx.cluster_objects(SECRETS, {naming.LABEL_POSTGRES_USER: None}):
+        if secret["metadata"]["labels"][naming.LABEL_POSTGRES_USER] not in wanted:
+            await ctx.delete(SECRETS, secret)
