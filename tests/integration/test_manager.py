@@ -20,7 +20,7 @@ from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.controller import Controller, Request, Result
 from reconciler.runtime.events import EventRecorder
-from reconciler.runtime.leader import LeaderElector
+from reconciler.runtime.leader import LeaderElector, LeadershipLost, LeaseTimings
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
@@ -231,6 +231,51 @@ async def test_one_manager_leads_and_the_other_takes_over_when_it_dies(
         first_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first_task
+
+
+async def test_losing_the_lease_cancels_every_controller(kube: Client, namespace: str) -> None:
+    election = LeaderElector(
+        kube,
+        namespace=namespace,
+        name="lease",
+        identity="leader",
+        timings=LeaseTimings(lease_duration=4, renew_deadline=2, retry_period=0.5),
+    )
+    manager = Manager(
+        kube,
+        namespaces=(namespace,),
+        election=election,
+        health_address="0",
+        metrics_address="0",
+    )
+    in_progress = asyncio.Event()
+    cancelled: list[Request] = []
+
+    async def reconcile(request: Request) -> None:
+        in_progress.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(request)
+            raise
+
+    await manager.add(Controller("stuck", reconcile).for_(CONFIG_MAPS, label_selector=SELECTOR))
+    await kube.create(CONFIG_MAPS, parent(namespace, "busy"))
+    task = asyncio.create_task(manager.run())
+    try:
+        await asyncio.wait_for(in_progress.wait(), 15)
+        # Another candidate takes the Lease over (as after a partition): renewals now fail.
+        await kube.patch(
+            LEASES, "lease", {"spec": {"holderIdentity": "usurper"}}, namespace=namespace
+        )
+        with pytest.raises(LeadershipLost):
+            await asyncio.wait_for(task, 15)
+        assert cancelled == [Request(namespace, "busy")]
+        assert not election.is_leader
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LeadershipLost):
+            await task
 
 
 async def test_events_are_recorded_and_repeats_aggregated(kube: Client, namespace: str) -> None:
