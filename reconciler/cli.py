@@ -50,6 +50,30 @@ def _crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import os
+
+    from reconciler import config, logging, operator
+
+    try:
+        settings = config.from_environment(os.environ)
+    except config.ConfigError as error:
+        print(f"reconciler run: {error}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(settings, leader_elect=args.leader_elect)
+    logging.configure(debug=settings.debug)
+    return asyncio.run(
+        operator.run(
+            settings,
+            kubeconfig=args.kubeconfig,
+            health_address=args.health_probe_bind_address,
+            metrics_address=args.metrics_bind_address,
+        )
+    )
+
+
 def _version(_: argparse.Namespace) -> int:
     from reconciler.envtest import ETCD_VERSION, KUBERNETES_VERSION
 
@@ -92,6 +116,19 @@ def parser() -> argparse.ArgumentParser:
         "--check", metavar="DIR", help="exit 1 when the files in DIR differ from the generated ones"
     )
     crd.set_defaults(func=_crd)
+
+    run = commands.add_parser("run", help="run the operator (configured by PGO_* variables)")
+    run.add_argument("--kubeconfig", help="default: in-cluster, then $KUBECONFIG or ~/.kube")
+    run.add_argument("--health-probe-bind-address", default=":8081", metavar="[HOST]:PORT")
+    run.add_argument("--metrics-bind-address", default=":8080", metavar="[HOST]:PORT")
+    run.add_argument(
+        "--leader-elect",
+        type=lambda value: value.lower() in ("true", "1", "yes"),
+        default=True,
+        metavar="true|false",
+        help="elect a leader on a Lease in $PGO_NAMESPACE (default: true)",
+    )
+    run.set_defaults(func=_run)
     return root
 
 

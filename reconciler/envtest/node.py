@@ -12,7 +12,7 @@ import contextlib
 import datetime
 import ipaddress
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import structlog
 
 from reconciler.envtest.binaries import KUBERNETES_VERSION
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
+from reconciler.runtime.informer import Informer
 from reconciler.runtime.resources import (
     LEASES,
     NODES,
@@ -27,7 +28,6 @@ from reconciler.runtime.resources import (
     PERSISTENT_VOLUMES,
     PODS,
     STORAGE_CLASSES,
-    Resource,
 )
 
 log = structlog.get_logger(__name__)
@@ -243,33 +243,6 @@ def persistent_volume(claim: JSON, volumes_dir: Path) -> JSON:
     }
 
 
-Handler = Callable[[str, JSON], Awaitable[None]]
-
-
-async def _follow(
-    client: Client, resource: Resource, handler: Handler, *, field_selector: str | None = None
-) -> None:
-    """Deliver every object of `resource` to `handler`, then each change, for ever."""
-    while True:
-        try:
-            listed = await client.list(resource, field_selector=field_selector)
-            for item in listed.items:
-                await handler("ADDED", item)
-            version = listed.resource_version
-            while True:
-                async for event in client.watch(
-                    resource, resource_version=version, field_selector=field_selector
-                ):
-                    version = event.object["metadata"].get("resourceVersion", version)
-                    if event.type != "BOOKMARK":
-                        await handler(event.type, event.object)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # a broken watch must not stop the node
-            log.debug("envtest node watch restarts", resource=str(resource), error=repr(error))
-            await asyncio.sleep(0.5)
-
-
 class NodeAgent:
     """Runs the node's loops: heartbeat, pod lifecycle and volume provisioning."""
 
@@ -297,12 +270,13 @@ class NodeAgent:
         await self._report_status()
         with contextlib.suppress(ConflictError):
             await self.client.create(STORAGE_CLASSES, storage_class())
-        loops = [
-            self._heartbeat(),
-            _follow(self.client, PODS, self._on_pod, field_selector=f"spec.nodeName={self.name}"),
-            _follow(self.client, PERSISTENT_VOLUME_CLAIMS, self._on_claim),
-            _follow(self.client, PERSISTENT_VOLUMES, self._on_volume),
-        ]
+        pods = Informer(self.client, PODS, field_selector=f"spec.nodeName={self.name}")
+        claims = Informer(self.client, PERSISTENT_VOLUME_CLAIMS)
+        volumes = Informer(self.client, PERSISTENT_VOLUMES)
+        await pods.add_handler(self._on_pod)
+        await claims.add_handler(self._on_claim)
+        await volumes.add_handler(self._on_volume)
+        loops = [self._heartbeat(), pods.run(), claims.run(), volumes.run()]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -341,11 +315,12 @@ class NodeAgent:
         }
         await self.client.apply(LEASES, lease, field_manager=_MANAGER)
 
-    async def _on_pod(self, event: str, pod: JSON) -> None:
-        meta = pod["metadata"]
-        if event == "DELETED":
-            self.addresses.release(meta["uid"])
+    async def _on_pod(self, old: JSON | None, pod: JSON | None) -> None:
+        if pod is None:
+            assert old is not None
+            self.addresses.release(old["metadata"]["uid"])
             return
+        meta = pod["metadata"]
         try:
             if meta.get("deletionTimestamp"):
                 # The containers "stop" at once; then the kubelet's final delete.
@@ -360,8 +335,8 @@ class NodeAgent:
         except (NotFoundError, ConflictError):
             pass  # deleted or replaced meanwhile; the watch brings the next state
 
-    async def _on_claim(self, event: str, claim: JSON) -> None:
-        if event == "DELETED" or (claim.get("status") or {}).get("phase") != "Pending":
+    async def _on_claim(self, _: JSON | None, claim: JSON | None) -> None:
+        if claim is None or (claim.get("status") or {}).get("phase") != "Pending":
             return
         spec = claim["spec"]
         if spec.get("volumeName") or spec.get("storageClassName") != STORAGE_CLASS:
@@ -369,12 +344,14 @@ class NodeAgent:
         with contextlib.suppress(ConflictError):
             await self.client.create(PERSISTENT_VOLUMES, persistent_volume(claim, self.volumes_dir))
 
-    async def _on_volume(self, event: str, volume: JSON) -> None:
+    async def _on_volume(self, _: JSON | None, volume: JSON | None) -> None:
+        if volume is None:
+            return
         annotations = volume["metadata"].get("annotations") or {}
         if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER:
             return
         phase = (volume.get("status") or {}).get("phase")
-        if event != "DELETED" and phase == "Released":
+        if phase == "Released":
             shutil.rmtree(volume["spec"]["hostPath"]["path"], ignore_errors=True)
             with contextlib.suppress(NotFoundError):
                 await self.client.delete(PERSISTENT_VOLUMES, volume["metadata"]["name"])

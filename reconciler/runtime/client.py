@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -344,7 +344,7 @@ class Client:
         label_selector: str | None = None,
         field_selector: str | None = None,
         timeout_seconds: int = 300,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Stream the changes after `resource_version` until the server closes the watch.
 
         Raises `GoneError` when the version is too old (the caller relists) and `ApiError` for

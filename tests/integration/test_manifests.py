@@ -1,0 +1,77 @@
+"""The kustomize manifests render and are accepted by a real API server (server-side dry run)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.envtest import binaries
+from reconciler.envtest.controlplane import ControlPlane
+from reconciler.runtime.client import Client, ConflictError
+from reconciler.runtime.resources import NAMESPACES
+
+MANIFESTS = Path(__file__).parents[2] / "manifests"
+
+
+async def _kubectl(*args: str) -> str:
+    bin_dir = await asyncio.to_thread(binaries.ensure)  # the cached build, or builds it
+    process = await asyncio.create_subprocess_exec(
+        str(bin_dir / "kubectl"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
+@pytest.mark.parametrize("variant", ["default", "rbac/namespaced"])
+async def test_manifests_apply_with_a_server_side_dry_run(
+    variant: str, kube: Client, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    rendered = await _kubectl("kustomize", str(MANIFESTS / variant))
+    documents = list(yaml.safe_load_all(rendered))
+    kinds = {doc["kind"] for doc in documents}
+    if variant == "default":
+        assert kinds == {
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+        }
+        (deployment,) = (doc for doc in documents if doc["kind"] == "Deployment")
+        pod = deployment["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert {
+            doc["metadata"].get("namespace") for doc in documents if doc["kind"] == "Deployment"
+        } == {"postgres-operator"}
+    else:
+        assert kinds == {"ServiceAccount", "Role", "RoleBinding"}
+    # A dry run of namespaced objects needs their namespace to exist.
+    with contextlib.suppress(ConflictError):
+        await kube.create(
+            NAMESPACES,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "postgres-operator"}},
+        )
+    path = tmp_path / "rendered.yaml"
+    path.write_text(rendered)
+    output = await _kubectl(
+        f"--kubeconfig={control_plane.kubeconfig}",
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--field-manager=manifest-test",
+        "--namespace=postgres-operator",
+        f"--filename={path}",
+    )
+    assert output.count("serverside-applied (server dry run)") == len(documents), output
