@@ -14,6 +14,7 @@ import structlog
 
 from reconciler import __version__
 from reconciler.config import Settings
+from reconciler.postgrescluster import controller as postgrescluster
 from reconciler.runtime.client import Client
 from reconciler.runtime.leader import LeaderElector
 from reconciler.runtime.manager import Manager
@@ -25,7 +26,7 @@ SHUTDOWN_TIMEOUT = 20.0
 Setup = Callable[[Manager, Settings], Awaitable[None]]
 # The operator's controllers: each entry registers one controller with the manager
 # (`await manager.add(Controller(...).for_(...))`). Append the setup of a new controller here.
-CONTROLLERS: list[Setup] = []
+CONTROLLERS: list[Setup] = [postgrescluster.setup]
 
 
 async def run(

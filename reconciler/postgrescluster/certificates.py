@@ -56,11 +56,20 @@ def root_secret(namespace: str, root: x509.Certificate, owners: list[JSON]) -> J
     }
 
 
+# X.509 limits a common name to 64 characters (RFC 5280); DNS names in the SANs have no such
+# limit, and clients verify those, so a long FQDN gives way to a shorter form in the CN.
+_MAX_COMMON_NAME = 64
+
+
+def _common_name(names: list[str]) -> str:
+    return next((n for n in names if len(n) <= _MAX_COMMON_NAME), names[-1][:_MAX_COMMON_NAME])
+
+
 def cluster_names(owner: Owner) -> tuple[str, list[str]]:
     """Common name and DNS names of the server certificate: the primary and replica Services."""
     primary = pki.dns_names(naming.cluster_primary_service(owner.name), owner.namespace)
     replicas = pki.dns_names(naming.cluster_replica_service(owner.name), owner.namespace)
-    return primary[0], primary + replicas
+    return _common_name(primary), primary + replicas
 
 
 def cluster_secret(owner: Owner, root: x509.Certificate, leaf: x509.Certificate) -> JSON:
@@ -93,7 +102,7 @@ def instance_names(owner: Owner, instance: str) -> tuple[str, list[str]]:
     """Common name and DNS names of an instance: its pod's name under `<c>-pods`."""
     pod_host = f"{naming.instance_pod(instance)}.{naming.cluster_pod_service(owner.name)}"
     names = pki.dns_names(pod_host, owner.namespace)
-    return names[0], names
+    return _common_name(names), names
 
 
 def instance_secret(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reconciler.api import PostgresCluster
 from reconciler.postgrescluster import naming
@@ -36,7 +36,9 @@ class Reader(Protocol):
 class Recorder(Protocol):
     """Posts Events about an object."""
 
-    async def event(self, obj: JSON, type_: str, reason: str, message: str) -> None:
+    async def event(
+        self, obj: JSON, type_: Literal["Normal", "Warning"], reason: str, message: str
+    ) -> None:
         """Record one Event (Normal or Warning)."""
         ...
 

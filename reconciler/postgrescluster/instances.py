@@ -117,15 +117,21 @@ async def reconcile(ctx: Context) -> None:
 
 
 def _known_instances(ctx: Context, statefulsets: list[JSON]) -> dict[str, set[str]]:
-    """The instances of each set: those cached, and those created but not cached yet.
-
-    Without the second kind, a quick second reconcile would create the same instances again.
-    """
+    """The instances of each set: those with a StatefulSet; those whose data volume outlived
+    its StatefulSet (deleted by someone: the instance comes back under its name, onto its
+    data); and those created but not cached yet (else a quick second reconcile would create
+    the same instances again)."""
     pending: dict[str, str] = ctx.memory.setdefault(PENDING, {})
     by_set: dict[str, set[str]] = defaultdict(set)
     for sts in statefulsets:
         by_set[_set_of(sts)].add(sts["metadata"]["name"])
         pending.pop(sts["metadata"]["name"], None)
+    volumes = ctx.cluster_objects(
+        PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_ROLE: naming.ROLE_POSTGRES_DATA}
+    )
+    for claim in volumes:
+        if not claim["metadata"].get("deletionTimestamp") and _set_of(claim):
+            by_set[_set_of(claim)].add(_instance(claim))
     for name, set_name in pending.items():
         by_set[set_name].add(name)
     return by_set

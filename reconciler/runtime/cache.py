@@ -22,7 +22,8 @@ from reconciler.runtime.informer import (
 )
 from reconciler.runtime.resources import Resource
 
-_Scope = tuple[Resource, str | None, str | None]  # resource, namespace, label selector
+# resource, namespace, label selector, field selector
+_Scope = tuple[Resource, str | None, str | None, str | None]
 
 
 class NotCachedError(LookupError):
@@ -45,12 +46,18 @@ class Cache:
         self._informers: dict[_Scope, Informer] = {}
         self._tasks: asyncio.TaskGroup | None = None
 
-    def informers(self, resource: Resource, *, label_selector: str | None = None) -> list[Informer]:
-        """The informers covering `resource` with `label_selector`, created on first use."""
+    def informers(
+        self,
+        resource: Resource,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Informer]:
+        """The informers covering `resource` with these selectors, created on first use."""
         scopes = self.namespaces if resource.namespaced and self.namespaces else (None,)
         informers = []
         for namespace in scopes:
-            scope = (resource, namespace, label_selector)
+            scope = (resource, namespace, label_selector, field_selector)
             informer = self._informers.get(scope)
             if informer is None:
                 informer = Informer(
@@ -58,6 +65,7 @@ class Cache:
                     resource,
                     namespace=namespace,
                     label_selector=label_selector,
+                    field_selector=field_selector,
                     clock=self._clock,
                 )
                 self._informers[scope] = informer
@@ -101,9 +109,10 @@ class Cache:
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> JSON | None:
         """The cached object, or None. Treat it as read-only: it is shared."""
-        informer = self._informer_for(resource, namespace, label_selector)
+        informer = self._informer_for(resource, namespace, label_selector, field_selector)
         key = object_key({"metadata": {"name": name, "namespace": namespace}})
         return informer.store.get(key)
 
@@ -118,7 +127,7 @@ class Cache:
         """Cached objects of `resource` (in `namespace`, or everywhere), optionally those an
         index maps to a value, e.g. `index=("controller", owner_uid)`."""
         if namespace is not None and resource.namespaced:
-            informers = [self._informer_for(resource, namespace, label_selector)]
+            informers = [self._informer_for(resource, namespace, label_selector, None)]
         else:
             informers = self._registered(resource, label_selector)
         in_namespace = namespace is not None and resource.namespaced
@@ -140,18 +149,22 @@ class Cache:
     ) -> builtins.list[Informer]:
         informers = [
             informer
-            for (kind, _, selector), informer in self._informers.items()
-            if kind == resource and selector == label_selector
+            for (kind, _, selector, fields), informer in self._informers.items()
+            if kind == resource and selector == label_selector and fields is None
         ]
         if not informers:
             raise NotCachedError(f"{resource} (selector {label_selector!r}) is not cached")
         return informers
 
     def _informer_for(
-        self, resource: Resource, namespace: str | None, label_selector: str | None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
     ) -> Informer:
         scope = namespace if resource.namespaced and self.namespaces else None
-        informer = self._informers.get((resource, scope, label_selector))
+        informer = self._informers.get((resource, scope, label_selector, field_selector))
         if informer is None:
             raise NotCachedError(
                 f"{resource} in {namespace!r} (selector {label_selector!r}) is not cached"

@@ -9,6 +9,7 @@ are plain dicts parsed with orjson.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -38,6 +39,7 @@ _APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 MAX_RETRIES = 5
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ApiError(Exception):
@@ -126,6 +128,9 @@ class Client:
         # ApiClient builds the aiohttp session with the TLS context of the configuration; it must
         # be created inside the running event loop.
         self._api = k8s_client.ApiClient(configuration)
+        # Requests this client sent, by (method, resource): what tests and benchmarks count.
+        # The Prometheus counter aggregates every client of the process.
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._session: aiohttp.ClientSession = self._api.rest_client.pool_manager
         self._host = str(configuration.host).rstrip("/")
         self._server_hostname: str | None = configuration.tls_server_name
@@ -145,6 +150,14 @@ class Client:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def _observe(self, method: str, resource: str, code: str, started: float) -> None:
+        self.requests[method, resource] += 1
+        metrics.observe_request(method, resource, code, time.monotonic() - started)
+
+    def writes(self) -> int:
+        """How many write requests (POST, PUT, PATCH, DELETE) this client has sent."""
+        return sum(n for (method, _), n in self.requests.items() if method in _WRITE_METHODS)
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}
@@ -190,12 +203,12 @@ class Client:
                     status = response.status
                     retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientConnectionError, TimeoutError) as error:
-                metrics.observe_request(method, resource, "<error>", time.monotonic() - started)
+                self._observe(method, resource, "<error>", started)
                 if attempt > MAX_RETRIES:
                     raise ConnectionError(f"{method} {path}: {error!r}") from error
                 await asyncio.sleep(_backoff(attempt, None))
                 continue
-            metrics.observe_request(method, resource, str(status), time.monotonic() - started)
+            self._observe(method, resource, str(status), started)
             if status < 400:
                 result: JSON = orjson.loads(payload) if payload else {}
                 return result
@@ -372,9 +385,7 @@ class Client:
             timeout=timeout,
             server_hostname=self._server_hostname,
         ) as response:
-            metrics.observe_request(
-                "WATCH", str(resource), str(response.status), time.monotonic() - started
-            )
+            self._observe("WATCH", str(resource), str(response.status), started)
             if response.status >= 400:
                 raise ApiError.from_response(response.status, await response.read())
             # Split lines ourselves: aiohttp's readline refuses lines longer than its buffer,

@@ -63,6 +63,7 @@ Mapper = Callable[[JSON], Iterable[Request]]
 class _Watch:
     resource: Resource
     label_selector: str | None
+    field_selector: str | None
     mapper: Mapper
 
 
@@ -121,17 +122,27 @@ class Controller:
         return self.watches(resource, owner_requests, label_selector=label_selector)
 
     def watches(
-        self, resource: Resource, mapper: Mapper, *, label_selector: str | None = None
+        self,
+        resource: Resource,
+        mapper: Mapper,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> Self:
         """Reconcile the requests `mapper` derives from each changed object of `resource`
         (called with the old and the new state of an update)."""
-        self._watches.append(_Watch(resource, label_selector, mapper))
+        self._watches.append(_Watch(resource, label_selector, field_selector, mapper))
         return self
 
     async def bind(self, cache: Cache) -> None:
         """Register the watches' handlers with the cache's (shared) informers."""
         for watch in self._watches:
-            for informer in cache.informers(watch.resource, label_selector=watch.label_selector):
+            informers = cache.informers(
+                watch.resource,
+                label_selector=watch.label_selector,
+                field_selector=watch.field_selector,
+            )
+            for informer in informers:
                 self._informers.append(informer)
                 await informer.add_handler(self._handler(watch.mapper))
 

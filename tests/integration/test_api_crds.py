@@ -5,45 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from reconciler.api import crd
 from reconciler.envtest import binaries
 from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import Client, InvalidError
-from reconciler.runtime.resources import CUSTOM_RESOURCE_DEFINITIONS
 from tests.api_examples import EXAMPLES, hippo, load
 
 DELETE = object()
 """A case's value that removes the field instead of setting it."""
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def crds(kube: Client) -> AsyncIterator[None]:
-    """The generated CRDs, applied (idempotently) and Established."""
-    for kind in crd.KINDS:
-        await kube.apply(
-            CUSTOM_RESOURCE_DEFINITIONS,
-            crd.custom_resource_definition(kind),
-            field_manager="reconciler-tests",
-        )
-
-    async def established() -> bool:
-        for kind in crd.KINDS:
-            found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, kind.crd_name)
-            conditions = found.get("status", {}).get("conditions", [])
-            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                return False
-        return True
-
-    await wait_for(established)
-    yield
 
 
 async def kubectl(control_plane: ControlPlane, *args: str) -> tuple[int, str]:

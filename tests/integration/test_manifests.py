@@ -39,6 +39,7 @@ async def test_manifests_apply_with_a_server_side_dry_run(
     kinds = {doc["kind"] for doc in documents}
     if variant == "default":
         assert kinds == {
+            "CustomResourceDefinition",
             "Namespace",
             "ServiceAccount",
             "ClusterRole",
@@ -55,6 +56,8 @@ async def test_manifests_apply_with_a_server_side_dry_run(
         assert {
             doc["metadata"].get("namespace") for doc in documents if doc["kind"] == "Deployment"
         } == {"postgres-operator"}
+        crds = {d["metadata"]["name"] for d in documents if d["kind"] == "CustomResourceDefinition"}
+        assert "postgresclusters.postgres-operator.crunchydata.com" in crds
     else:
         assert kinds == {"ServiceAccount", "Role", "RoleBinding"}
     # A dry run of namespaced objects needs their namespace to exist.

@@ -58,3 +58,14 @@ def test_replication_certificate_is_for_the_replication_user() -> None:
         "postgres-operator.crunchydata.com/cluster-certificate"
     ] == ("replication-client-tls")
     assert common_name == "_crunchyrepl"
+
+
+def test_long_names_keep_the_common_name_within_64_characters() -> None:
+    """A long namespace moves the CN to a shorter DNS form; the SANs keep every form."""
+    owner = Owner("hippo", "a-rather-long-namespace-name-for-testing", "uid")
+    common_name, names = certificates.instance_names(owner, "hippo-instance1-abcd")
+    assert len(common_name) <= 64
+    assert common_name in names
+    assert names[0].endswith(".svc.cluster.local.")
+    leaf = pki.issue_leaf(ROOT, common_name, names, NOW)
+    assert pki.leaf_is_current(leaf, ROOT, common_name, names, NOW)

@@ -1,0 +1,387 @@
+"""The PostgresCluster controller on a real control plane, the operator running in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NamedTuple
+
+import pytest
+import pytest_asyncio
+from cryptography import x509 as cx509
+
+from reconciler.api.crd import POSTGRES_CLUSTERS
+from reconciler.config import Settings
+from reconciler.envtest.controlplane import ControlPlane
+from reconciler.envtest.pytest_plugin import wait_for
+from reconciler.postgrescluster import certificates, controller, pki
+from reconciler.postgrescluster.context import Environment
+from reconciler.runtime import metrics
+from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.events import EventRecorder
+from reconciler.runtime.manager import Manager
+from reconciler.runtime.resources import (
+    CONFIG_MAPS,
+    CONTROLLER_REVISIONS,
+    ENDPOINTS,
+    EVENTS,
+    PERSISTENT_VOLUME_CLAIMS,
+    POD_DISRUPTION_BUDGETS,
+    PODS,
+    SECRETS,
+    SERVICES,
+    STATEFUL_SETS,
+    Resource,
+)
+from tests.api_examples import hippo
+
+CLUSTERS = POSTGRES_CLUSTERS.resource
+PREFIX = "postgres-operator.crunchydata.com/"
+IMAGES = {f"RELATED_IMAGE_POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)}
+
+pytestmark = pytest.mark.usefixtures("crds", "operator")
+
+
+async def _run_operator(kube: Client) -> AsyncIterator[Manager]:
+    manager = Manager(kube, health_address="0", metrics_address="0")
+    await controller.setup(manager, Settings(images=IMAGES, workers=2))
+    task = asyncio.create_task(manager.run())
+    try:
+        yield manager
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def operator(kube: Client, crds: None) -> AsyncIterator[Manager]:
+    """The operator's PostgresCluster controller, running against the session control plane."""
+    async for manager in _run_operator(kube):
+        yield manager
+
+
+def _hippo(namespace: str, **spec: Any) -> JSON:
+    cluster = hippo()
+    cluster["metadata"]["namespace"] = namespace
+    cluster["spec"].update(spec)
+    return cluster
+
+
+async def _get(kube: Client, resource: Resource, name: str, namespace: str) -> JSON | None:
+    try:
+        return await kube.get(resource, name, namespace)
+    except NotFoundError:
+        return None
+
+
+async def _instances(kube: Client, namespace: str) -> list[JSON]:
+    selector = f"{PREFIX}cluster=hippo,{PREFIX}instance"
+    return (await kube.list(STATEFUL_SETS, namespace, label_selector=selector)).items
+
+
+async def _ready(kube: Client, namespace: str, generation: int | None = None) -> JSON:
+    """Wait until the cluster reports Ready for its current generation."""
+
+    async def probe() -> JSON | None:
+        cluster = await kube.get(CLUSTERS, "hippo", namespace)
+        status = cluster.get("status") or {}
+        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        current = status.get("observedGeneration") == cluster["metadata"]["generation"]
+        return cluster if current and ready and ready[0]["status"] == "True" else None
+
+    return await wait_for(probe, timeout=60)
+
+
+@contextlib.asynccontextmanager
+async def _second_operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator[Probe]:
+    """Another operator process in all but name: its own client, cache and controller.
+
+    Yields a probe telling how many reconciles it finished; its client counts its requests.
+    """
+    name = f"{controller.NAME}-{uuid.uuid4().hex[:6]}"
+    async with await Client.from_kubeconfig(
+        str(control_plane.kubeconfig), user_agent="second-operator"
+    ) as client:
+        manager = Manager(client, namespaces=(namespace,), health_address="0", metrics_address="0")
+        recorder = EventRecorder(client, controller.NAME)
+        environment = Environment(images=IMAGES)
+        await manager.add(
+            controller.controller(
+                manager.cache, client, recorder, environment, workers=1, name=name
+            )
+        )
+        task = asyncio.create_task(manager.run())
+
+        def reconciles() -> float:
+            value = metrics.REGISTRY.get_sample_value(
+                "controller_runtime_reconcile_total", {"controller": name, "result": "success"}
+            )
+            return value or 0.0
+
+        try:
+            yield Probe(client, reconciles)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class Probe(NamedTuple):
+    """What a test sees of the second operator."""
+
+    client: Client
+    reconciles: Callable[[], float]
+
+
+async def _until(test: Callable[[], bool]) -> None:
+    async def probe() -> bool:
+        return test()
+
+    await wait_for(probe)
+
+
+async def test_steady_state_sends_no_writes(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
+    """A fresh operator finds the converged cluster and writes nothing, on start (a restart
+    or upgrade) and on later reconciles (here: after an unrelated annotation)."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    statefulsets = await _instances(kube, namespace)
+    revisions = len((await kube.list(CONTROLLER_REVISIONS, namespace)).items)
+    async with _second_operator(control_plane, namespace) as second:
+        await _until(lambda: second.reconciles() >= 1)
+        assert second.client.writes() == 0, second.client.requests
+        await kube.patch(
+            CLUSTERS, "hippo", {"metadata": {"annotations": {"touch": "1"}}}, namespace=namespace
+        )
+        await _until(lambda: second.reconciles() >= 2)
+        assert second.client.writes() == 0, second.client.requests
+        reads = {m for (m, _) in second.client.requests}
+        assert reads <= {"GET", "WATCH"}
+    after = await _instances(kube, namespace)
+    assert [s["metadata"]["resourceVersion"] for s in after] == [
+        s["metadata"]["resourceVersion"] for s in statefulsets
+    ]
+    assert len((await kube.list(CONTROLLER_REVISIONS, namespace)).items) == revisions
+
+
+async def test_ha_example_has_two_instances_and_a_budget(kube: Client, namespace: str) -> None:
+    """Two replicas: two StatefulSets and a PodDisruptionBudget keeping one."""
+    cluster = _hippo(namespace)
+    cluster["spec"]["instances"][0]["replicas"] = 2
+    await kube.create(CLUSTERS, cluster)
+    await _ready(kube, namespace)
+    assert len(await _instances(kube, namespace)) == 2
+    budget = await kube.get(POD_DISRUPTION_BUDGETS, "hippo-set-instance1", namespace)
+    assert budget["spec"]["minAvailable"] == 1
+
+
+async def test_scaling_down_keeps_the_primary(kube: Client, namespace: str) -> None:
+    """2 -> 1 removes the replica, never the pod Patroni labelled master."""
+    cluster = _hippo(namespace)
+    cluster["spec"]["instances"][0]["replicas"] = 2
+    await kube.create(CLUSTERS, cluster)
+    await _ready(kube, namespace)
+    names = sorted(s["metadata"]["name"] for s in await _instances(kube, namespace))
+    primary = names[1]  # the later name: scaling down by name order alone would remove it
+    await kube.patch(
+        PODS,
+        f"{primary}-0",
+        {"metadata": {"labels": {PREFIX + "role": "master"}}},
+        namespace=namespace,
+    )
+    await wait_for(lambda: _labelled_primary(kube, namespace, primary))
+    await kube.patch(
+        CLUSTERS,
+        "hippo",
+        [{"op": "replace", "path": "/spec/instances/0/replicas", "value": 1}],
+        namespace=namespace,
+        patch_type="json",
+    )
+
+    async def one_left() -> list[str] | None:
+        left = [s["metadata"]["name"] for s in await _instances(kube, namespace)]
+        return left if len(left) == 1 else None
+
+    assert await wait_for(one_left) == [primary]
+
+    async def no_budget() -> bool:
+        return await _get(kube, POD_DISRUPTION_BUDGETS, "hippo-set-instance1", namespace) is None
+
+    await wait_for(no_budget)
+
+
+async def _labelled_primary(kube: Client, namespace: str, instance: str) -> bool:
+    pod = await kube.get(PODS, f"{instance}-0", namespace)
+    return bool(pod["metadata"]["labels"].get(PREFIX + "role") == "master")
+
+
+@pytest.mark.parametrize(
+    ("resource", "name"),
+    [
+        (SERVICES, "hippo-primary"),
+        (ENDPOINTS, "hippo-primary"),
+        (STATEFUL_SETS, None),
+        (CONFIG_MAPS, "hippo-config"),
+        (SECRETS, "hippo-pguser-hippo"),
+        (SECRETS, "hippo-cluster-cert"),
+    ],
+    ids=["service", "endpoints", "statefulset", "configmap", "user-secret", "cert-secret"],
+)
+async def test_deleted_objects_are_repaired(
+    kube: Client, namespace: str, resource: Resource, name: str | None
+) -> None:
+    """An owned object deleted by someone comes back within 5 s; the data PVC stays."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    instance = (await _instances(kube, namespace))[0]["metadata"]["name"]
+    name = name or instance
+    before = await kube.get(resource, name, namespace)
+    claim = await kube.get(PERSISTENT_VOLUME_CLAIMS, f"{instance}-pgdata", namespace)
+    await kube.delete(resource, name, namespace, propagation="Orphan")
+
+    async def recreated() -> JSON | None:
+        obj = await _get(kube, resource, name, namespace)
+        return obj if obj and obj["metadata"]["uid"] != before["metadata"]["uid"] else None
+
+    await wait_for(recreated, timeout=5)
+    again = await kube.get(PERSISTENT_VOLUME_CLAIMS, f"{instance}-pgdata", namespace)
+    assert again["metadata"]["uid"] == claim["metadata"]["uid"]
+
+
+async def test_custom_tls_secret_replaces_the_generated_certificate(
+    kube: Client, namespace: str
+) -> None:
+    """With customTLSSecret, no `<c>-cluster-cert` is made and pods mount the user's Secret."""
+    spec = {
+        "customTLSSecret": {"name": "my-server-tls"},
+        "customReplicationTLSSecret": {"name": "my-replication-tls"},
+    }
+    await kube.create(CLUSTERS, _hippo(namespace, **spec))
+    await wait_for(lambda: _instances(kube, namespace))
+    template = (await _instances(kube, namespace))[0]["spec"]["template"]["spec"]
+    sources = template["volumes"][0]["projected"]["sources"]
+    assert [s["secret"]["name"] for s in sources] == ["my-server-tls", "my-replication-tls"]
+    assert await _get(kube, SECRETS, "hippo-cluster-cert", namespace) is None
+    assert await _get(kube, SECRETS, "hippo-replication-cert", namespace) is None
+
+
+async def test_paused_cluster_changes_nothing_but_status(kube: Client, namespace: str) -> None:
+    """spec.paused: condition Progressing=False/Paused, and no objects are created."""
+    await kube.create(CLUSTERS, _hippo(namespace, paused=True))
+
+    async def paused() -> JSON | None:
+        cluster = await kube.get(CLUSTERS, "hippo", namespace)
+        found = [
+            c
+            for c in (cluster.get("status") or {}).get("conditions") or []
+            if c["type"] == "Progressing"
+        ]
+        return found[0] if found and found[0]["reason"] == "Paused" else None
+
+    assert (await wait_for(paused))["status"] == "False"
+    assert await _get(kube, CONFIG_MAPS, "hippo-config", namespace) is None
+
+
+async def test_shutdown_scales_every_instance_to_zero(kube: Client, namespace: str) -> None:
+    """spec.shutdown: StatefulSets at 0 replicas, the primary recorded to start first."""
+    cluster = _hippo(namespace)
+    cluster["spec"]["instances"][0]["replicas"] = 2
+    await kube.create(CLUSTERS, cluster)
+    await _ready(kube, namespace)
+    await kube.patch(CLUSTERS, "hippo", {"spec": {"shutdown": True}}, namespace=namespace)
+
+    async def stopped() -> bool:
+        statefulsets = await _instances(kube, namespace)
+        pods = (await kube.list(PODS, namespace, label_selector=f"{PREFIX}instance")).items
+        return all(s["spec"]["replicas"] == 0 for s in statefulsets) and not pods
+
+    await wait_for(stopped, timeout=60)
+    status = (await kube.get(CLUSTERS, "hippo", namespace))["status"]
+    assert status["startupInstance"].startswith("hippo-instance1-")
+
+
+async def test_deleting_the_cluster_cleans_up(kube: Client, namespace: str) -> None:
+    """Deletion stops the instances, removes the finalizer, and collects the owned objects."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    await kube.delete(CLUSTERS, "hippo", namespace)
+
+    async def gone() -> bool:
+        return (
+            await _get(kube, CLUSTERS, "hippo", namespace) is None
+            and not await _instances(kube, namespace)
+            and await _get(kube, SERVICES, "hippo-primary", namespace) is None
+        )
+
+    await wait_for(gone, timeout=60)
+
+
+async def _event(kube: Client, namespace: str, reason: str) -> JSON | None:
+    events = (await kube.list(EVENTS, namespace)).items
+    return next((e for e in events if e["reason"] == reason), None)
+
+
+async def _condition(kube: Client, namespace: str, type_: str, reason: str) -> JSON | None:
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    found = [
+        c
+        for c in (cluster.get("status") or {}).get("conditions") or []
+        if c["type"] == type_ and c["reason"] == reason
+    ]
+    return found[0] if found else None
+
+
+async def test_missing_image_is_a_condition_and_a_warning(kube: Client, namespace: str) -> None:
+    """No RELATED_IMAGE for the version: Ready=False/MissingRequiredImage and an Event."""
+    await kube.create(CLUSTERS, _hippo(namespace, postgresVersion=14))
+    condition = await wait_for(lambda: _condition(kube, namespace, "Ready", "MissingRequiredImage"))
+    assert "RELATED_IMAGE_POSTGRES_14" in condition["message"]
+    event = await wait_for(lambda: _event(kube, namespace, "MissingRequiredImage"))
+    assert event["type"] == "Warning"
+    assert not await _instances(kube, namespace)
+
+
+async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) -> None:
+    """A nodePort with type ClusterIP: event MisconfiguredClusterIP, condition, no nodePort."""
+    await kube.create(CLUSTERS, _hippo(namespace, service={"nodePort": 32001}))
+    await wait_for(
+        lambda: _condition(kube, namespace, "ServicesConfigured", "MisconfiguredClusterIP")
+    )
+    event = await wait_for(lambda: _event(kube, namespace, "MisconfiguredClusterIP"))
+    assert "spec.service.nodePort" in event["message"]
+    service = await wait_for(lambda: _get(kube, SERVICES, "hippo-ha", namespace))
+    assert "nodePort" not in service["spec"]["ports"][0]
+
+
+async def test_certificate_near_expiry_is_renewed(kube: Client, namespace: str) -> None:
+    """A leaf past two thirds of its life is replaced by a fresh one from the same root."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    root = certificates.read(
+        await kube.get(SECRETS, "pgo-root-cacert", namespace), "root.crt", "root.key"
+    )
+    assert root is not None
+    aged = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=300)
+    common_name, names = certificates.replication_names()
+    old = pki.issue_leaf(root, common_name, names, aged)
+    data = {
+        "tls.crt": base64.b64encode(old.certificate_pem).decode(),
+        "tls.key": base64.b64encode(old.key_pem).decode(),
+    }
+    await kube.patch(SECRETS, "hippo-replication-cert", {"data": data}, namespace=namespace)
+
+    async def renewed() -> cx509.Certificate | None:
+        secret = await kube.get(SECRETS, "hippo-replication-cert", namespace)
+        pem = base64.b64decode(secret["data"]["tls.crt"])
+        certificate = cx509.load_pem_x509_certificate(pem)
+        return certificate if certificate.serial_number != old.certificate.serial_number else None
+
+    fresh = await wait_for(renewed)
+    assert fresh.not_valid_after_utc > old.certificate.not_valid_after_utc
