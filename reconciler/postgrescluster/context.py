@@ -47,7 +47,7 @@ class Recorder(Protocol):
 class Environment:
     """What the operator was configured with that matters to a cluster."""
 
-    images: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, str] = field(default_factory=dict)  # POSTGRES_17 -> image, etc.
     instance_sidecars: bool = True
 
 

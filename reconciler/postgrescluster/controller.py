@@ -189,7 +189,7 @@ class PostgresClusterReconciler:
             return
         ctx.clear_condition("Progressing")
         if instances.image(ctx) is None and not ctx.spec.get("shutdown"):
-            key = f"RELATED_IMAGE_POSTGRES_{ctx.spec['postgresVersion']}"
+            key = f"RELATED_IMAGE_{instances.image_key(ctx.spec)}"
             message = (
                 f"No image for PostgreSQL {ctx.spec['postgresVersion']}: set spec.image, "
                 f"or set {key} in the operator's environment"

@@ -59,10 +59,15 @@ def image(ctx: Context) -> str | None:
     """The PostgreSQL image: `spec.image`, else `RELATED_IMAGE_POSTGRES_<v>[_GIS_<postgis>]`."""
     if ctx.spec.get("image"):
         return str(ctx.spec["image"])
-    key = f"RELATED_IMAGE_POSTGRES_{ctx.spec['postgresVersion']}"
-    if ctx.spec.get("postGISVersion"):
-        key += f"_GIS_{ctx.spec['postGISVersion']}"
-    return ctx.environment.images.get(key)
+    return ctx.environment.images.get(image_key(ctx.spec))
+
+
+def image_key(spec: JSON) -> str:
+    """The name, without `RELATED_IMAGE_`, of the variable giving the cluster's image."""
+    key = f"POSTGRES_{spec['postgresVersion']}"
+    if spec.get("postGISVersion"):
+        key += f"_GIS_{spec['postGISVersion']}"
+    return key
 
 
 def choose_kept(names: list[str], wanted: int, primary: str | None) -> list[str]:

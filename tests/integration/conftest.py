@@ -32,7 +32,7 @@ async def crds(kube: Client) -> AsyncIterator[None]:
     async def established() -> bool:
         for kind in crd.KINDS:
             found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, kind.crd_name)
-            conditions = found.get("status", {}).get("conditions", [])
+            conditions = (found.get("status") or {}).get("conditions") or []
             if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                 return False
         return True

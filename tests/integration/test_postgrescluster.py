@@ -41,7 +41,7 @@ from tests.api_examples import hippo
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
 PREFIX = "postgres-operator.crunchydata.com/"
-IMAGES = {f"RELATED_IMAGE_POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)}
+IMAGES = {f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)}
 
 pytestmark = pytest.mark.usefixtures("crds", "operator")
 
