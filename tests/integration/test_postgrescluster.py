@@ -8,12 +8,14 @@ import contextlib
 import datetime
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 import pytest_asyncio
 from cryptography import x509 as cx509
 
+from reconciler.api import crd
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
 from reconciler.envtest.controlplane import ControlPlane
@@ -27,6 +29,7 @@ from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
     CONTROLLER_REVISIONS,
+    CUSTOM_RESOURCE_DEFINITIONS,
     ENDPOINTS,
     EVENTS,
     PERSISTENT_VOLUME_CLAIMS,
@@ -385,3 +388,60 @@ async def test_certificate_near_expiry_is_renewed(kube: Client, namespace: str) 
 
     fresh = await wait_for(renewed)
     assert fresh.not_valid_after_utc > old.certificate.not_valid_after_utc
+
+
+def _permissive_crd() -> JSON:
+    """The PostgresCluster CRD as an old, lax version might have been: any spec is stored."""
+    definition = crd.custom_resource_definition(crd.POSTGRES_CLUSTERS)
+    version = definition["spec"]["versions"][0]
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        }
+    }
+    return definition
+
+
+@pytest.mark.timeout(120)
+async def test_invalid_stored_spec_is_a_condition_not_a_crash(tmp_path: Path) -> None:
+    """A cluster stored under a laxer CRD that the models reject gets Ready=False/InvalidSpec
+    with the field path, and a Warning; the operator goes on with the other clusters."""
+    async with (
+        ControlPlane(tmp_path / "plane") as plane,
+        await Client.from_kubeconfig(str(plane.kubeconfig), user_agent="tests") as kube,
+    ):
+        await kube.apply(CUSTOM_RESOURCE_DEFINITIONS, _permissive_crd(), field_manager="tests")
+
+        async def established() -> bool:
+            found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, crd.POSTGRES_CLUSTERS.crd_name)
+            conditions = (found.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        await wait_for(established)
+        bad = _hippo("default")
+        bad["metadata"]["name"] = "broken"
+        bad["spec"]["instances"][0]["replicas"] = "many"
+        await kube.create(CLUSTERS, bad)
+        await kube.create(CLUSTERS, _hippo("default"))
+        async for _ in _run_operator(kube):
+
+            async def rejected() -> JSON | None:
+                cluster = await kube.get(CLUSTERS, "broken", "default")
+                found = [
+                    c
+                    for c in (cluster.get("status") or {}).get("conditions") or []
+                    if c["type"] == "Ready" and c["reason"] == "InvalidSpec"
+                ]
+                return found[0] if found else None
+
+            condition = await wait_for(rejected)
+            assert condition["status"] == "False"
+            assert "spec.instances[0].replicas" in condition["message"]
+            event = await wait_for(lambda: _event(kube, "default", "InvalidSpec"))
+            assert event["type"] == "Warning"
+            assert event["involvedObject"]["name"] == "broken"
+            await _ready(kube, "default")  # the valid cluster beside it converges
