@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from reconciler.envtest.binaries import KUBERNETES_VERSION
+from reconciler.runtime import quantity
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
 from reconciler.runtime.informer import Informer
 from reconciler.runtime.resources import (
@@ -336,13 +337,42 @@ class NodeAgent:
             pass  # deleted or replaced meanwhile; the watch brings the next state
 
     async def _on_claim(self, _: JSON | None, claim: JSON | None) -> None:
-        if claim is None or (claim.get("status") or {}).get("phase") != "Pending":
+        if claim is None:
+            return
+        phase = (claim.get("status") or {}).get("phase")
+        if phase == "Bound":
+            await self._expand(claim)
+            return
+        if phase != "Pending":
             return
         spec = claim["spec"]
         if spec.get("volumeName") or spec.get("storageClassName") != STORAGE_CLASS:
             return
         with contextlib.suppress(ConflictError):
             await self.client.create(PERSISTENT_VOLUMES, persistent_volume(claim, self.volumes_dir))
+
+    async def _expand(self, claim: JSON) -> None:
+        """Act as the CSI resizer: a bound claim asking for more gets it (directories have
+        no size to grow, so this only records the new capacity on the volume and the claim)."""
+        requested = claim["spec"]["resources"]["requests"]["storage"]
+        capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage", "0")
+        wanted, current = quantity.parse(requested), quantity.parse(capacity)
+        if wanted is None or current is None or wanted <= current:
+            return
+        meta = claim["metadata"]
+        with contextlib.suppress(NotFoundError, ConflictError):
+            await self.client.patch(
+                PERSISTENT_VOLUMES,
+                claim["spec"]["volumeName"],
+                {"spec": {"capacity": {"storage": requested}}},
+            )
+            await self.client.patch(
+                PERSISTENT_VOLUME_CLAIMS,
+                meta["name"],
+                {"status": {"capacity": {"storage": requested}}},
+                namespace=meta["namespace"],
+                subresource="status",
+            )
 
     async def _on_volume(self, _: JSON | None, volume: JSON | None) -> None:
         if volume is None:

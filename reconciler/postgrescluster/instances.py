@@ -23,6 +23,8 @@ from reconciler.postgrescluster import (
 )
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.intent import JSON
+from reconciler.runtime import quantity
+from reconciler.runtime.client import InvalidError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
     PERSISTENT_VOLUME_CLAIMS,
@@ -33,6 +35,7 @@ from reconciler.runtime.resources import (
 )
 
 PENDING = "pending-instances"
+RESIZE_ERRORS = "resize-errors"
 
 
 def _instance(obj: JSON) -> str:
@@ -119,6 +122,9 @@ async def reconcile(ctx: Context) -> None:
                 await _remove_instance(ctx, instance)
             await _reconcile_budget(ctx, set_name, None)
     ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
+    _report_volumes(ctx)
+    if errors := ctx.shared.get(RESIZE_ERRORS):
+        await ctx.warn("PersistentVolumeResizeError", "; ".join(errors))
 
 
 def _known_instances(ctx: Context, statefulsets: list[JSON]) -> dict[str, set[str]]:
@@ -214,13 +220,10 @@ async def _apply_instance(
     await ctx.apply(
         CONFIG_MAPS, instance_objects.config_map(owner, instance_set, instance, document)
     )
-    await ctx.apply(
-        PERSISTENT_VOLUME_CLAIMS, instance_objects.data_volume(owner, instance_set, instance)
-    )
+    await _apply_volume(ctx, instance_objects.data_volume(owner, instance_set, instance))
     if separate_wal:
-        await ctx.apply(
-            PERSISTENT_VOLUME_CLAIMS,
-            instance_objects.data_volume(owner, instance_set, instance, wal=True),
+        await _apply_volume(
+            ctx, instance_objects.data_volume(owner, instance_set, instance, wal=True)
         )
     replicas = statefulset_replicas(
         instance,
@@ -240,6 +243,39 @@ async def _apply_instance(
             sidecars=ctx.environment.instance_sidecars,
         ),
     )
+
+
+async def _apply_volume(ctx: Context, claim: JSON) -> None:
+    """Apply a volume claim; a refused change (a smaller size, a class that cannot expand)
+    is reported, and the instance goes on with the volume it has."""
+    try:
+        await ctx.apply(PERSISTENT_VOLUME_CLAIMS, claim)
+    except InvalidError as error:
+        ctx.shared.setdefault(RESIZE_ERRORS, []).append(
+            f"{claim['metadata']['name']}: {error.message}"
+        )
+
+
+def _report_volumes(ctx: Context) -> None:
+    """Conditions PersistentVolumeResizing (a larger size is on its way) and
+    PersistentVolumeResizeError (a size change was refused), as PGO names them."""
+    growing = []
+    for claim in ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_INSTANCE: None}):
+        requested = quantity.parse(claim["spec"]["resources"]["requests"]["storage"])
+        capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+        current = quantity.parse(capacity) if capacity else None
+        if requested is not None and current is not None and requested > current:
+            growing.append(claim["metadata"]["name"])
+    if growing:
+        message = f"Resizing {', '.join(sorted(growing))}"
+        ctx.set_condition("PersistentVolumeResizing", "True", "Resizing", message)
+    else:
+        ctx.clear_condition("PersistentVolumeResizing")
+    if errors := ctx.shared.get(RESIZE_ERRORS):
+        message = "; ".join(errors)
+        ctx.set_condition("PersistentVolumeResizeError", "True", "ResizeRefused", message)
+    else:
+        ctx.clear_condition("PersistentVolumeResizeError")
 
 
 async def _remove_instance(ctx: Context, instance: str) -> None:

@@ -13,30 +13,13 @@ on the live object yet still "match". So two checks, both cheap and local:
 from __future__ import annotations
 
 import hashlib
-import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
-INTENT_HASH = "reconciler.dev/intent-hash"
+from reconciler.runtime import quantity
 
-_QUANTITY = re.compile(
-    r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
-)
-_SUFFIXES = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-}
+INTENT_HASH = "reconciler.dev/intent-hash"
 
 
 def intent_hash(intent: dict[str, Any]) -> str:
@@ -95,15 +78,5 @@ def _omitted(value: Any) -> bool:
 
 
 def _same_quantity(a: str, b: str) -> bool:
-    first, second = _quantity(a), _quantity(b)
+    first, second = quantity.parse(a), quantity.parse(b)
     return first is not None and first == second
-
-
-def _quantity(text: str) -> Decimal | None:
-    match = _QUANTITY.match(text)
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
-    except InvalidOperation:
-        return None

@@ -445,3 +445,39 @@ async def test_invalid_stored_spec_is_a_condition_not_a_crash(tmp_path: Path) ->
             assert event["type"] == "Warning"
             assert event["involvedObject"]["name"] == "broken"
             await _ready(kube, "default")  # the valid cluster beside it converges
+
+
+async def test_larger_storage_request_grows_the_volume(kube: Client, namespace: str) -> None:
+    """A larger dataVolumeClaimSpec request patches the PVC (which grows); a smaller one is
+    refused by Kubernetes and reported as PersistentVolumeResizeError with a Warning."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    instance = (await _instances(kube, namespace))[0]["metadata"]["name"]
+    path = "/spec/instances/0/dataVolumeClaimSpec/resources/requests/storage"
+    await kube.patch(
+        CLUSTERS,
+        "hippo",
+        [{"op": "replace", "path": path, "value": "2Gi"}],
+        namespace=namespace,
+        patch_type="json",
+    )
+
+    async def grown() -> bool:
+        claim = await kube.get(PERSISTENT_VOLUME_CLAIMS, f"{instance}-pgdata", namespace)
+        return bool(claim["status"]["capacity"]["storage"] == "2Gi")
+
+    await wait_for(grown)
+    await kube.patch(
+        CLUSTERS,
+        "hippo",
+        [{"op": "replace", "path": path, "value": "1Gi"}],
+        namespace=namespace,
+        patch_type="json",
+    )
+    condition = await wait_for(
+        lambda: _condition(kube, namespace, "PersistentVolumeResizeError", "ResizeRefused")
+    )
+    assert f"{instance}-pgdata" in condition["message"]
+    assert await wait_for(lambda: _event(kube, namespace, "PersistentVolumeResizeError"))
+    claim = await kube.get(PERSISTENT_VOLUME_CLAIMS, f"{instance}-pgdata", namespace)
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
