@@ -35,7 +35,10 @@ from reconciler.runtime.resources import (
     PERSISTENT_VOLUME_CLAIMS,
     POD_DISRUPTION_BUDGETS,
     PODS,
+    ROLE_BINDINGS,
+    ROLES,
     SECRETS,
+    SERVICE_ACCOUNTS,
     SERVICES,
     STATEFUL_SETS,
     Resource,
@@ -98,6 +101,67 @@ async def _ready(kube: Client, namespace: str, generation: int | None = None) ->
         return cluster if current and ready and ready[0]["status"] == "True" else None
 
     return await wait_for(probe, timeout=60)
+
+
+async def test_hippo_produces_pgo_objects(kube: Client, namespace: str) -> None:
+    """The quick start yields exactly PGO's objects: names, labels, owners, keys, selectors."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    cluster = await _ready(kube, namespace)
+    uid = cluster["metadata"]["uid"]
+    assert PREFIX + "finalizer" in cluster["metadata"]["finalizers"]
+    assert cluster["status"]["instances"] == [
+        {"name": "instance1", "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
+    ]
+
+    statefulsets = await _instances(kube, namespace)
+    assert len(statefulsets) == 1
+    instance = statefulsets[0]["metadata"]["name"]
+    assert instance.startswith("hippo-instance1-")
+    assert len(instance) == len("hippo-instance1-") + 4
+
+    expected: dict[Resource, list[str]] = {
+        SECRETS: [
+            "hippo-cluster-cert",
+            "hippo-replication-cert",
+            f"{instance}-certs",
+            "hippo-pguser-hippo",
+        ],
+        CONFIG_MAPS: ["hippo-config", f"{instance}-config"],
+        SERVICES: ["hippo-pods", "hippo-ha", "hippo-ha-config", "hippo-primary", "hippo-replicas"],
+        SERVICE_ACCOUNTS: ["hippo-instance"],
+        ROLES: ["hippo-instance"],
+        ROLE_BINDINGS: ["hippo-instance"],
+        PERSISTENT_VOLUME_CLAIMS: [f"{instance}-pgdata"],
+        STATEFUL_SETS: [instance],
+        POD_DISRUPTION_BUDGETS: [],
+    }
+    for resource, names in expected.items():
+        labelled = await kube.list(resource, namespace, label_selector=f"{PREFIX}cluster=hippo")
+        assert sorted(o["metadata"]["name"] for o in labelled.items) == sorted(names), resource
+        for obj in labelled.items:
+            owner = obj["metadata"]["ownerReferences"][0]
+            assert (owner["uid"], owner["controller"]) == (uid, True), obj["metadata"]["name"]
+
+    root = await kube.get(SECRETS, "pgo-root-cacert", namespace)
+    assert sorted(root["data"]) == ["root.crt", "root.key"]
+    assert root["metadata"]["ownerReferences"][0]["controller"] is False
+    user = await kube.get(SECRETS, "hippo-pguser-hippo", namespace)
+    assert {"user", "password", "verifier", "host", "port", "dbname", "uri", "jdbc-uri"} <= set(
+        user["data"]
+    )
+    assert base64.b64decode(user["data"]["host"]).decode() == f"hippo-primary.{namespace}.svc"
+    replicas = await kube.get(SERVICES, "hippo-replicas", namespace)
+    assert replicas["spec"]["selector"] == {PREFIX + "cluster": "hippo", PREFIX + "role": "replica"}
+    leader = await kube.get(SERVICES, "hippo-ha", namespace)
+    assert "selector" not in leader["spec"]
+    # Endpoints: ours for hippo-primary; kube-controller-manager makes those of selector Services.
+    primary = await kube.get(ENDPOINTS, "hippo-primary", namespace)
+    assert primary["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert primary["subsets"][0]["addresses"] == [{"ip": leader["spec"]["clusterIP"]}]
+    claim = await kube.get(PERSISTENT_VOLUME_CLAIMS, f"{instance}-pgdata", namespace)
+    assert claim["status"]["phase"] == "Bound"
+    pods = (await kube.list(PODS, namespace, label_selector=f"{PREFIX}instance={instance}")).items
+    assert pods[0]["metadata"]["labels"][PREFIX + "patroni"] == "hippo-ha"
 
 
 @contextlib.asynccontextmanager
