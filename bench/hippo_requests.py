@@ -28,7 +28,6 @@ from reconciler.postgrescluster import controller
 from reconciler.runtime import metrics
 from reconciler.runtime.client import Client
 from reconciler.runtime.manager import Manager
-from reconciler.runtime.resources import CUSTOM_RESOURCE_DEFINITIONS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "hippo.yaml"
 IMAGES = {"POSTGRES_17": "example/postgres:17"}
@@ -77,15 +76,6 @@ async def _ready(kube: Client) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _established(kube: Client) -> None:
-    while True:
-        found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, crd.POSTGRES_CLUSTERS.crd_name)
-        conditions = (found.get("status") or {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        await asyncio.sleep(0.05)
-
-
 def _by_verb(requests: Counter[tuple[str, str]]) -> dict[str, int]:
     verbs: Counter[str] = Counter()
     for (method, _), count in requests.items():
@@ -100,13 +90,7 @@ async def main() -> None:
             ControlPlane(Path(scratch)) as plane,
             await Client.from_kubeconfig(str(plane.kubeconfig), user_agent="bench") as kube,
         ):
-            for kind in crd.KINDS:
-                await kube.apply(
-                    CUSTOM_RESOURCE_DEFINITIONS,
-                    crd.custom_resource_definition(kind),
-                    field_manager="bench",
-                )
-            await _established(kube)
+            await crd.install(kube, field_manager="bench")
             hippo = yaml.safe_load(EXAMPLE.read_text())
             hippo["metadata"]["namespace"] = "default"
             async with _operator(plane.kubeconfig) as client:

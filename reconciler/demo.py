@@ -24,7 +24,6 @@ from reconciler.envtest import daemon
 from reconciler.envtest.process import free_port
 from reconciler.runtime.client import JSON, Client, ConflictError
 from reconciler.runtime.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     PODS,
     SECRETS,
@@ -78,13 +77,7 @@ def start_operator(run_dir: Path, kubeconfig: Path) -> tuple[int, int]:
 
 async def _install_crds(kubeconfig: Path) -> None:
     async with await Client.from_kubeconfig(str(kubeconfig), user_agent="reconciler-demo") as kube:
-        for kind in crd.KINDS:
-            await kube.apply(
-                CUSTOM_RESOURCE_DEFINITIONS,
-                crd.custom_resource_definition(kind),
-                field_manager="reconciler-demo",
-            )
-        await _until(lambda: _established(kube), "the CRDs to be Established")
+        await crd.install(kube, field_manager="reconciler-demo")
 
 
 async def _converge(kubeconfig: Path) -> JSON:
@@ -98,15 +91,6 @@ async def _converge(kubeconfig: Path) -> JSON:
         cluster: JSON = await _until(lambda: _ready(kube), "hippo to become Ready")
         await _show(kube, cluster)
         return cluster
-
-
-async def _established(kube: Client) -> bool:
-    for kind in crd.KINDS:
-        found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, kind.crd_name)
-        conditions = (found.get("status") or {}).get("conditions") or []
-        if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return False
-    return True
 
 
 async def _ready(kube: Client) -> JSON | None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from reconciler.api import openapi
 from reconciler.api.kubernetes import EMBEDDED_KEY
 from reconciler.api.structural import JSON, KubernetesSchemas, ModelSchemas, describe
 from reconciler.api.v1beta1 import GROUP, VERSION, PGAdmin, PGUpgrade, PostgresCluster
-from reconciler.runtime.resources import Resource
+from reconciler.runtime.client import Client
+from reconciler.runtime.resources import CUSTOM_RESOURCE_DEFINITIONS, Resource
 
 DESCRIBE_DEPTH = 1
 """Descriptions of embedded Kubernetes types are kept for their own fields only; deeper ones
@@ -187,3 +190,27 @@ def write(directory: Path) -> list[str]:
         if name in changed:
             (directory / name).write_text(text)
     return changed
+
+
+async def install(
+    client: Client,
+    definitions: Sequence[JSON] | None = None,
+    *,
+    field_manager: str,
+    timeout: float = 30.0,
+) -> None:
+    """Apply the CRDs (default: every kind's) and wait until the apiserver serves them."""
+    definitions = definitions or [custom_resource_definition(kind) for kind in KINDS]
+    for definition in definitions:
+        await client.apply(CUSTOM_RESOURCE_DEFINITIONS, definition, field_manager=field_manager)
+    deadline = asyncio.get_running_loop().time() + timeout
+    for definition in definitions:
+        name = definition["metadata"]["name"]
+        while True:
+            found = await client.get(CUSTOM_RESOURCE_DEFINITIONS, name)
+            conditions = (found.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"CustomResourceDefinition {name} not Established in {timeout}s")
+            await asyncio.sleep(0.05)

@@ -8,9 +8,7 @@ import pytest
 import pytest_asyncio
 
 from reconciler.api import crd
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import Client
-from reconciler.runtime.resources import CUSTOM_RESOURCE_DEFINITIONS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,20 +20,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def crds(kube: Client) -> AsyncIterator[None]:
     """The generated CRDs, applied (idempotently) and Established."""
-    for kind in crd.KINDS:
-        await kube.apply(
-            CUSTOM_RESOURCE_DEFINITIONS,
-            crd.custom_resource_definition(kind),
-            field_manager="reconciler-tests",
-        )
-
-    async def established() -> bool:
-        for kind in crd.KINDS:
-            found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, kind.crd_name)
-            conditions = (found.get("status") or {}).get("conditions") or []
-            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                return False
-        return True
-
-    await wait_for(established)
+    await crd.install(kube, field_manager="reconciler-tests")
     yield

@@ -29,7 +29,6 @@ from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
     CONTROLLER_REVISIONS,
-    CUSTOM_RESOURCE_DEFINITIONS,
     ENDPOINTS,
     EVENTS,
     PERSISTENT_VOLUME_CLAIMS,
@@ -478,14 +477,7 @@ async def test_invalid_stored_spec_is_a_condition_not_a_crash(tmp_path: Path) ->
         ControlPlane(tmp_path / "plane") as plane,
         await Client.from_kubeconfig(str(plane.kubeconfig), user_agent="tests") as kube,
     ):
-        await kube.apply(CUSTOM_RESOURCE_DEFINITIONS, _permissive_crd(), field_manager="tests")
-
-        async def established() -> bool:
-            found = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, crd.POSTGRES_CLUSTERS.crd_name)
-            conditions = (found.get("status") or {}).get("conditions") or []
-            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-        await wait_for(established)
+        await crd.install(kube, [_permissive_crd()], field_manager="tests")
         bad = _hippo("default")
         bad["metadata"]["name"] = "broken"
         bad["spec"]["instances"][0]["replicas"] = "many"
