@@ -374,9 +374,17 @@ async def test_shutdown_scales_every_instance_to_zero(kube: Client, namespace: s
 
 
 async def test_deleting_the_cluster_cleans_up(kube: Client, namespace: str) -> None:
-    """Deletion stops the instances, removes the finalizer, and collects the owned objects."""
+    """Deletion stops the instances, removes Patroni's Endpoints (which have no owner) and
+    the finalizer; the owned objects are collected."""
     await kube.create(CLUSTERS, _hippo(namespace))
     await _ready(kube, namespace)
+    labels = {PREFIX + "cluster": "hippo", PREFIX + "patroni": "hippo-ha"}
+    patroni_leader = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "hippo-ha", "namespace": namespace, "labels": labels},
+    }
+    await kube.apply(ENDPOINTS, patroni_leader, field_manager="patroni")
     await kube.delete(CLUSTERS, "hippo", namespace)
 
     async def gone() -> bool:
@@ -384,6 +392,7 @@ async def test_deleting_the_cluster_cleans_up(kube: Client, namespace: str) -> N
             await _get(kube, CLUSTERS, "hippo", namespace) is None
             and not await _instances(kube, namespace)
             and await _get(kube, SERVICES, "hippo-primary", namespace) is None
+            and await _get(kube, ENDPOINTS, "hippo-ha", namespace) is None
         )
 
     await wait_for(gone, timeout=60)
@@ -537,3 +546,38 @@ async def test_larger_storage_request_grows_the_volume(kube: Client, namespace: 
     assert await wait_for(lambda: _event(kube, namespace, "PersistentVolumeResizeError"))
     claim = await kube.get(PERSISTENT_VOLUME_CLAIMS, f"{instance}-pgdata", namespace)
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+
+
+async def test_patroni_bootstrap_is_observed(kube: Client, namespace: str) -> None:
+    """Patroni's `initialize` annotation becomes status.patroni.systemIdentifier, and the
+    bootstrap sections leave the configuration (Patroni then owns the DCS)."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
+    assert "bootstrap:" in config["data"]["patroni.yaml"]
+    # What Patroni writes when it initialises the cluster (no owner: the finalizer removes it).
+    await kube.create(
+        ENDPOINTS,
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": "hippo-ha-config",
+                "namespace": namespace,
+                "labels": {PREFIX + "cluster": "hippo", PREFIX + "patroni": "hippo-ha"},
+                "annotations": {"initialize": "7300000000000000001"},
+            },
+        },
+    )
+
+    async def observed() -> bool:
+        status = (await kube.get(CLUSTERS, "hippo", namespace)).get("status") or {}
+        return bool((status.get("patroni") or {}).get("systemIdentifier") == "7300000000000000001")
+
+    await wait_for(observed)
+
+    async def no_bootstrap() -> bool:
+        config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
+        return "bootstrap:" not in config["data"]["patroni.yaml"]
+
+    await wait_for(no_bootstrap)
