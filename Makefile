@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVTEST_DIR ?= .envtest
 PYTEST_ARGS ?=
 
-.PHONY: demo down test unit lint format bench binaries clean crds openapi
+.PHONY: demo down test unit lint format bench bench-quick binaries clean crds openapi
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,12 @@ crds: $(BIN)/.installed
 openapi: binaries
 	$(BIN)/python -m reconciler.api.openapi.capture
 
+## bench: every benchmark (about 30 minutes); bench-quick: the scale benchmark, small (5 minutes)
 bench: binaries
 	$(BIN)/python -m bench
+
+bench-quick: binaries
+	$(BIN)/python -m bench.scale --quick
 
 clean: down
 	rm -rf $(VENV) $(ENVTEST_DIR)
