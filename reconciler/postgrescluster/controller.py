@@ -63,6 +63,7 @@ CLUSTERS = POSTGRES_CLUSTERS.resource
 # ConfigMaps of other software are never cached.
 CLUSTER_SELECTOR = naming.LABEL_CLUSTER
 ROOT_SELECTOR = f"metadata.name={naming.ROOT_CA_SECRET}"
+CLUSTER_INDEX = "cluster"
 OWNED: tuple[Resource, ...] = (
     CONFIG_MAPS,
     SECRETS,
@@ -105,12 +106,15 @@ class ClusterReader:
     def list(
         self, resource: Resource, namespace: str | None, labels: Mapping[str, str | None]
     ) -> list[JSON]:
-        """Cached objects whose labels match (a None value: the label exists)."""
-        return [
-            obj
-            for obj in self.cache.list(resource, namespace, label_selector=CLUSTER_SELECTOR)
-            if _matches(obj, labels)
-        ]
+        """Cached objects whose labels match (a None value: the label exists).
+
+        Lookups by cluster go through an index: a reconcile's cost must not grow with the
+        number of other clusters in the namespace.
+        """
+        cluster = labels.get(naming.LABEL_CLUSTER)
+        index = (CLUSTER_INDEX, f"{namespace}/{cluster}") if cluster else None
+        found = self.cache.list(resource, namespace, label_selector=CLUSTER_SELECTOR, index=index)
+        return [obj for obj in found if _matches(obj, labels)]
 
 
 def _matches(obj: JSON, labels: Mapping[str, str | None]) -> bool:
@@ -342,6 +346,13 @@ def _set_ready(ctx: Context) -> None:
         )
 
 
+def _by_cluster(obj: JSON) -> Iterable[str]:
+    """Index key: `<namespace>/<cluster>` from the cluster label."""
+    cluster = (obj["metadata"].get("labels") or {}).get(naming.LABEL_CLUSTER)
+    if cluster:
+        yield f"{obj['metadata'].get('namespace')}/{cluster}"
+
+
 def _cluster_of(obj: JSON) -> Iterable[Request]:
     """Pods and Patroni's Endpoints map to the cluster named by their cluster label."""
     cluster = (obj["metadata"].get("labels") or {}).get(naming.LABEL_CLUSTER)
@@ -381,6 +392,8 @@ def controller(
     built.watches(PODS, _cluster_of, label_selector=CLUSTER_SELECTOR)
     built.watches(ENDPOINTS, _cluster_of, label_selector=CLUSTER_SELECTOR)
     built.watches(SECRETS, _root_users(cache), field_selector=ROOT_SELECTOR)
+    for resource in (*OWNED, PODS):
+        cache.add_index(resource, CLUSTER_INDEX, _by_cluster, label_selector=CLUSTER_SELECTOR)
     return built
 
 
