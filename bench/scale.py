@@ -330,9 +330,9 @@ def _difference(after: dict[str, float], before: dict[str, float]) -> dict[str, 
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, sizes: list[int] | None = None) -> None:
     """Run every measurement and print a summary."""
-    sizes = [10, 100] if quick else [10, 100, 500, 1000]
+    sizes = sizes or ([10, 100] if quick else [10, 100, 500, 1000])
     steady_seconds = 30 if quick else 300
     unrelated_count = 2000 if quick else 10000
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
@@ -395,4 +395,6 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--sizes", type=int, nargs="*", help="cluster counts to create in turn")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.quick, arguments.sizes))
