@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 ENVTEST_DIR ?= .envtest
 PYTEST_ARGS ?=
 
-.PHONY: demo down test unit lint format bench bench-quick binaries clean crds openapi
+.PHONY: demo down test unit integration e2e packages lint format bench bench-quick binaries clean crds openapi
+
+# Debian packages the e2e tier and the demo run: the programs behind the process node's images.
+PACKAGES := postgresql-15 postgresql-15-pgaudit patroni pgbackrest pgbouncer libnss-wrapper \
+	iproute2 util-linux
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +21,15 @@ $(BIN)/.installed: pyproject.toml
 binaries: $(BIN)/.installed
 	$(BIN)/reconciler envtest build
 
+## packages: install the Debian packages the process node runs (apt-get; needs root)
+packages:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; \
+	fi
+
 ## demo: a local control plane with a node, and a sample StatefulSet running on it
 demo: binaries
 	$(BIN)/python -m reconciler.demo --dir $(ENVTEST_DIR)
@@ -25,9 +38,17 @@ demo: binaries
 down: $(BIN)/.installed
 	$(BIN)/reconciler envtest down --dir $(ENVTEST_DIR)
 
-## test: the whole suite (unit, integration on a real control plane)
-test: binaries
-	$(BIN)/pytest $(PYTEST_ARGS)
+## test: the whole suite: unit, integration (a real control plane), e2e (real PostgreSQL)
+test: binaries packages
+	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/reconciler envtest isolated -- $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+integration: binaries
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+## e2e: the operator's pods as real processes, in network namespaces of the run's own
+e2e: binaries packages
+	$(BIN)/reconciler envtest isolated -- $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

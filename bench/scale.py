@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.scale --quick        # N = 10, 100; about 3 minutes
     .venv/bin/python -m bench.scale                # N = 10, 100, 500, 1000
+    .venv/bin/python -m bench.scale --sizes 1000 --profile /tmp/p.txt   # py-spy, largest N
 
 Everything runs against a local control plane (pods from the simulated node; no PostgreSQL).
 The operator runs as its own process (`reconciler run`), so its RSS is its own and its requests
@@ -17,6 +18,7 @@ import copy
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,6 +100,16 @@ class Operator:
                 ],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
+
+    def profile(self, output: Path) -> subprocess.Popen[bytes]:
+        """Sample the operator with py-spy (collapsed stacks) until the returned process is
+        interrupted."""
+        assert self.process is not None
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.process.pid),
+             "--format", "raw", "--rate", "50", "--output", str(output)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
 
     def stop(self) -> None:
         """SIGTERM and wait."""
@@ -326,11 +338,26 @@ async def unrelated(kube: Client, namespace: str, count: int) -> None:
     await _bounded(jobs)
 
 
+def hot_spots(collapsed: Path, top: int = 15) -> list[tuple[str, float]]:
+    """The functions with the largest share of samples including their callees, from py-spy's
+    collapsed stacks (`frame;frame;... count`); asyncio's own loop frames are left out."""
+    total = 0
+    inclusive: dict[str, int] = {}
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        for frame in set(stack.split(";")):
+            if "asyncio/" not in frame and "<module>" not in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
+    return [(frame, count / total) for frame, count in ranked]
+
+
 def _difference(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
-async def main(quick: bool, sizes: list[int] | None = None) -> None:
+async def main(quick: bool, sizes: list[int] | None = None, profile: Path | None = None) -> None:
     """Run every measurement and print a summary."""
     sizes = sizes or ([10, 100] if quick else [10, 100, 500, 1000])
     steady_seconds = 30 if quick else 300
@@ -350,7 +377,11 @@ async def main(quick: bool, sizes: list[int] | None = None) -> None:
                 print(f"RSS at N=0: {rss[0]:.1f} MiB")
                 managed = 0
                 for n in sizes:
+                    sampler = operator.profile(profile) if profile and n == sizes[-1] else None
                     result = await converge(kube, n)
+                    if sampler is not None:
+                        sampler.send_signal(signal.SIGINT)
+                        sampler.wait(60)
                     await operator.wait_idle()
                     managed += n
                     rss[managed] = operator.rss_mib()
@@ -374,6 +405,10 @@ async def main(quick: bool, sizes: list[int] | None = None) -> None:
                     f"steady state, {steady_seconds}s: {during or 'no requests'}; "
                     f"restart + full resync of {managed} clusters: {resync}"
                 )
+                if profile is not None:
+                    print(f"profile of convergence at N={sizes[-1]} (share of samples):")
+                    for frame, share in hot_spots(profile):
+                        print(f"  {share:6.1%}  {frame}")
                 biggest = f"scale-{sizes[-1]}"
                 latency = await reaction(kube, biggest, 20 if quick else 50)
                 print(
@@ -396,5 +431,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="*", help="cluster counts to create in turn")
+    parser.add_argument("--profile", type=Path, help="py-spy's samples of the largest convergence")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.quick, arguments.sizes))
+    asyncio.run(main(arguments.quick, arguments.sizes, arguments.profile))

@@ -15,6 +15,16 @@ def _envtest(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.dir)
     match args.action:
+        case "isolated":
+            from reconciler.envtest import isolation
+
+            command = (
+                args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
+            )
+            if not command:
+                print("usage: reconciler envtest isolated -- COMMAND [ARG...]", file=sys.stderr)
+                return 2
+            return isolation.run_isolated(command)
         case "up":
             kubeconfig = daemon.up(run_dir)
             print(kubeconfig)
@@ -100,10 +110,12 @@ def parser() -> argparse.ArgumentParser:
     )
     envtest.add_argument(
         "action",
-        choices=["up", "down", "status", "build", "serve"],
+        choices=["up", "down", "status", "build", "serve", "isolated"],
         help="up: start in the background and print the kubeconfig; down: stop; status; "
-        "build: only build the binaries; serve: run in the foreground",
+        "build: only build the binaries; serve: run in the foreground; isolated -- CMD: run "
+        "CMD in network and mount namespaces of its own (the e2e tier)",
     )
+    envtest.add_argument("command_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     envtest.add_argument("--dir", default=".envtest", help="run directory (default: .envtest)")
     envtest.set_defaults(func=_envtest)
 

@@ -19,7 +19,8 @@ import aiohttp
 import yaml
 
 from reconciler import x509
-from reconciler.envtest import binaries
+from reconciler.envtest import binaries, isolation, network
+from reconciler.envtest.kubelet import Kubelet
 from reconciler.envtest.node import NodeAgent
 from reconciler.envtest.process import Process, free_port
 from reconciler.runtime.client import Client, NotFoundError
@@ -70,9 +71,14 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
 class ControlPlane:
     """Starts and stops the control plane's processes and the node, in a run directory."""
 
-    def __init__(self, run_dir: Path, *, node_name: str = NODE_NAME) -> None:
+    def __init__(
+        self, run_dir: Path, *, node_name: str = NODE_NAME, process_node: bool = False
+    ) -> None:
+        """`process_node`: pods run as real processes on a pod network (the e2e tier); only
+        inside a network namespace of the run's own (`reconciler envtest isolated`)."""
         self.run_dir = run_dir
         self.node_name = node_name
+        self.pod_network = network.PodNetwork() if process_node else None
         self.pki_dir = run_dir / "pki"
         self.kubeconfig = run_dir / "kubeconfig"
         self._ports: Ports | None = None
@@ -113,6 +119,8 @@ class ControlPlane:
     async def start(self) -> None:
         """Build or find the binaries, then start everything and wait for a Ready node."""
         bin_dir = await asyncio.to_thread(binaries.ensure)
+        if self.pod_network is not None:
+            isolation.require()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._ports = Ports.allocate()
         self._write_pki()
@@ -125,9 +133,7 @@ class ControlPlane:
                 str(self.kubeconfig), user_agent="reconciler-envtest"
             )
             await self._start_components(bin_dir)
-            self._node = NodeAgent(
-                self._client, name=self.node_name, volumes_dir=self.run_dir / "volumes"
-            )
+            self._node = self._node_agent(self._client)
             await self._node.start()
             await self._wait_ready(self._client)
         except BaseException:
@@ -137,6 +143,30 @@ class ControlPlane:
             json.dumps(
                 {"server": self.server, "etcd": self.etcd_url, "kubeconfig": str(self.kubeconfig)}
             )
+        )
+
+    @property
+    def kubelet(self) -> Kubelet:
+        """The process node's kubelet (e2e tier only)."""
+        kubelet = self._node.kubelet if self._node is not None else None
+        if kubelet is None:
+            raise RuntimeError("this control plane has no process node (process_node=False)")
+        return kubelet
+
+    def _node_agent(self, client: Client) -> NodeAgent:
+        volumes = self.run_dir / "volumes"
+        if self.pod_network is None:
+            return NodeAgent(client, name=self.node_name, volumes_dir=volumes)
+        gateway = self.pod_network.gateway
+        kubelet = Kubelet(
+            client,
+            node_name=self.node_name,
+            run_dir=self.run_dir,
+            pod_network=self.pod_network,
+            host_ip=gateway,
+        )
+        return NodeAgent(
+            client, name=self.node_name, volumes_dir=volumes, host_ip=gateway, kubelet=kubelet
         )
 
     async def stop(self) -> None:
@@ -174,7 +204,11 @@ class ControlPlane:
             "kube-apiserver",
             valid_for=_CERT_LIFETIME,
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ip_addresses=["127.0.0.1", KUBERNETES_SERVICE_IP],
+            ip_addresses=[
+                "127.0.0.1",
+                KUBERNETES_SERVICE_IP,
+                *([self.pod_network.gateway] if self.pod_network else []),
+            ],
             client=False,
         )
         self._write("apiserver", serving)
@@ -242,10 +276,7 @@ class ControlPlane:
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
             f"--secure-port={self.ports.apiserver}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            # Endpoints may not hold loopback addresses, so the `kubernetes` Service gets none.
-            "--endpoint-reconciler-type=none",
+            *self._apiserver_address_flags(),
             f"--service-cluster-ip-range={SERVICE_NETWORK}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -258,6 +289,22 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'service-account.key'}",
             "--profiling=false",
             "--v=1",
+        ]
+
+    def _apiserver_address_flags(self) -> list[str]:
+        if self.pod_network is None:
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                # Endpoints may not hold loopback addresses: the `kubernetes` Service gets none.
+                "--endpoint-reconciler-type=none",
+            ]
+        # Pods reach the API server through the `kubernetes` Service, routed by the node to
+        # the address advertised here; the namespace of the run is the only one it listens in.
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.pod_network.gateway}",
+            "--endpoint-reconciler-type=lease",
         ]
 
     async def _start_components(self, bin_dir: Path) -> None:

@@ -1,8 +1,9 @@
 """A node for the local control plane: a Node that stays Ready, pods that run, volumes that bind.
 
-This plays the parts a kubelet and a CSI driver play in a real cluster, without running any
-container: pods bound to the node are reported Running and Ready (Job pods Succeeded), pods being
-deleted are removed, and claims of the default StorageClass get a directory-backed volume.
+This plays the parts a kubelet and a CSI driver play in a real cluster. Claims of the default
+StorageClass get a directory-backed volume. Pods bound to the node are, by default, only
+reported Running and Ready (Job pods Succeeded) without running anything: the integration tier.
+Given a `Kubelet` (the e2e tier), they run for real as processes (see `kubelet`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import structlog
 
 from reconciler.envtest.binaries import KUBERNETES_VERSION
+from reconciler.envtest.kubelet import Kubelet
 from reconciler.runtime import quantity
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
 from reconciler.runtime.informer import Informer
@@ -255,8 +257,10 @@ class NodeAgent:
         volumes_dir: Path,
         host_ip: str = "127.0.0.1",
         pod_network: str = "127.1.0.0/16",
+        kubelet: Kubelet | None = None,
     ) -> None:
         self.client = client
+        self.kubelet = kubelet
         self.name = name
         self.volumes_dir = volumes_dir
         self.host_ip = host_ip
@@ -274,7 +278,9 @@ class NodeAgent:
         pods = Informer(self.client, PODS, field_selector=f"spec.nodeName={self.name}")
         claims = Informer(self.client, PERSISTENT_VOLUME_CLAIMS)
         volumes = Informer(self.client, PERSISTENT_VOLUMES)
-        await pods.add_handler(self._on_pod)
+        if self.kubelet is not None:
+            await self.kubelet.start()
+        await pods.add_handler(self.kubelet.on_pod if self.kubelet else self._on_pod)
         await claims.add_handler(self._on_claim)
         await volumes.add_handler(self._on_volume)
         loops = [self._heartbeat(), pods.run(), claims.run(), volumes.run()]
@@ -286,6 +292,8 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.kubelet is not None:
+            await self.kubelet.stop()
 
     async def _report_status(self) -> None:
         await self.client.patch(NODES, self.name, node_status(self.host_ip), subresource="status")

@@ -1,0 +1,65 @@
+"""The e2e tier: the operator's pods run as real processes (PostgreSQL, Patroni) on the process
+node, everything inside network and mount namespaces of the run's own.
+
+Run through `make e2e` (or `reconciler envtest isolated -- pytest tests/e2e`); outside such a
+run these tests are skipped with that instruction, and `make test` always runs them isolated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from reconciler.api import crd
+from reconciler.config import Settings
+from reconciler.envtest import images, isolation
+from reconciler.envtest.controlplane import ControlPlane
+from reconciler.postgrescluster import controller
+from reconciler.runtime.client import Client
+from reconciler.runtime.manager import Manager
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+            if not isolation.is_isolated():
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="e2e tests run isolated: `make e2e` or "
+                        "`reconciler envtest isolated -- pytest tests/e2e`"
+                    )
+                )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def control_plane() -> AsyncIterator[ControlPlane]:
+    """The session's control plane with the process node (replaces the integration one)."""
+    keep = os.environ.get("RECONCILER_ENVTEST_DIR")
+    with tempfile.TemporaryDirectory(prefix="e2e-") as scratch:
+        run_dir = Path(keep) if keep else Path(scratch)
+        async with ControlPlane(run_dir, process_node=True) as plane:
+            yield plane
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def operator(kube: Client) -> AsyncIterator[Manager]:
+    """The CRDs, and the operator running in-process with the process node's images."""
+    await crd.install(kube, field_manager="reconciler-tests")
+    manager = Manager(kube, health_address="0", metrics_address="0")
+    related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
+    await controller.setup(manager, Settings(images=related, workers=2))
+    task = asyncio.create_task(manager.run())
+    try:
+        yield manager
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
