@@ -8,7 +8,7 @@ import pytest
 
 from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
-from reconciler.runtime.client import Client
+from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import ENDPOINTS
 from tests.e2e.cluster import (
     CLUSTERS,
@@ -85,6 +85,6 @@ async def test_replication_and_failover(
     await ready_cluster(kube, namespace, timeout=120)
 
 
-async def _replicas(kube: Client, namespace: str) -> list[dict[str, object]] | None:
+async def _replicas(kube: Client, namespace: str) -> list[JSON] | None:
     replicas = (await pods_by_role(kube, namespace)).get("replica", [])
     return replicas or None
