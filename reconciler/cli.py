@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,10 +27,15 @@ def _envtest(args: argparse.Namespace) -> int:
                 return 2
             return isolation.run_isolated(command)
         case "up":
-            kubeconfig = daemon.up(run_dir)
+            kubeconfig = daemon.up(run_dir, process_node=args.process_node)
             print(kubeconfig)
         case "serve":
-            daemon.serve(run_dir)
+            daemon.serve(run_dir, process_node=args.process_node)
+        case "exec":
+            command = (
+                args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
+            )
+            return subprocess.call(daemon.enter(run_dir, command))
         case "down":
             stopped = daemon.down(run_dir)
             print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -110,10 +116,16 @@ def parser() -> argparse.ArgumentParser:
     )
     envtest.add_argument(
         "action",
-        choices=["up", "down", "status", "build", "serve", "isolated"],
+        choices=["up", "down", "status", "build", "serve", "isolated", "exec"],
         help="up: start in the background and print the kubeconfig; down: stop; status; "
         "build: only build the binaries; serve: run in the foreground; isolated -- CMD: run "
-        "CMD in network and mount namespaces of its own (the e2e tier)",
+        "CMD in network and mount namespaces of its own (the e2e tier); exec -- CMD: run CMD "
+        "beside a control plane started with --process-node",
+    )
+    envtest.add_argument(
+        "--process-node",
+        action="store_true",
+        help="up/serve: pods run as processes, in namespaces of the run's own (as root)",
     )
     envtest.add_argument("command_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     envtest.add_argument("--dir", default=".envtest", help="run directory (default: .envtest)")

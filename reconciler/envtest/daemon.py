@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.envtest import binaries
+from reconciler.envtest import binaries, isolation
 from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.process import alive, kill_recorded
 
@@ -26,8 +26,12 @@ _SUPERVISOR = "supervisor"
 UP_TIMEOUT = 120.0
 
 
-def up(run_dir: Path) -> Path:
-    """Start the control plane in the background; return the kubeconfig once the node is Ready."""
+def up(run_dir: Path, *, process_node: bool = False) -> Path:
+    """Start the control plane in the background; return the kubeconfig once the node is Ready.
+
+    With `process_node`, pods run as processes and everything lives in namespaces of the
+    supervisor's own: reach it through `enter(run_dir, argv)` (`reconciler envtest exec`).
+    """
     run_dir = run_dir.resolve()
     if running(run_dir):
         return run_dir / "kubeconfig"
@@ -36,8 +40,11 @@ def up(run_dir: Path) -> Path:
     for marker in (_READY, _FAILED):
         (run_dir / marker).unlink(missing_ok=True)
     with (run_dir / f"{_SUPERVISOR}.log").open("ab") as log:
+        command = [sys.executable, "-m", "reconciler", "envtest", "serve", "--dir", str(run_dir)]
+        if process_node:
+            command = isolation.isolated_argv([*command, "--process-node"])
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "envtest", "serve", "--dir", str(run_dir)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -62,7 +69,7 @@ def up(run_dir: Path) -> Path:
     return run_dir / "kubeconfig"
 
 
-def serve(run_dir: Path) -> None:
+def serve(run_dir: Path, *, process_node: bool = False) -> None:
     """Run the control plane in this process until SIGTERM or SIGINT (the supervisor's body)."""
 
     async def main() -> None:
@@ -70,7 +77,7 @@ def serve(run_dir: Path) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        plane = ControlPlane(run_dir)
+        plane = ControlPlane(run_dir, process_node=process_node)
         try:
             await plane.start()
         except Exception as error:
@@ -104,6 +111,14 @@ def down(run_dir: Path) -> list[str]:
     stopped += kill_recorded(run_dir)
     (run_dir / _READY).unlink(missing_ok=True)
     return stopped
+
+
+def enter(run_dir: Path, argv: list[str]) -> list[str]:
+    """The command running `argv` beside the supervisor's control plane (its namespaces)."""
+    pid_file = run_dir.resolve() / f"{_SUPERVISOR}.pid"
+    if not pid_file.exists():
+        raise RuntimeError(f"no control plane runs in {run_dir}: start it with `make demo`")
+    return isolation.entering_argv(int(pid_file.read_text()), argv)
 
 
 def running(run_dir: Path) -> bool:

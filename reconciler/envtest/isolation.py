@@ -43,11 +43,23 @@ def require() -> None:
         )
 
 
+def isolated_argv(argv: Sequence[str]) -> list[str]:
+    """The command running `argv` in new network and mount namespaces (the same process:
+    every step execs the next)."""
+    inside = f'ip link set lo up && exec env {MARKER}={_namespaces()} "$@"'
+    command = ["unshare", "--net", "--mount", "--propagation", "private", "--"]
+    return [*command, "sh", "-c", inside, "isolated", *argv]
+
+
+def entering_argv(pid: int, argv: Sequence[str]) -> list[str]:
+    """The command running `argv` in the namespaces of the isolated process `pid`."""
+    marker = f"{MARKER}={_namespaces()}"
+    return ["nsenter", "-t", str(pid), "-n", "-m", "--", "env", marker, *argv]
+
+
 def run_isolated(argv: Sequence[str]) -> int:
     """Run `argv` in new network and mount namespaces; its exit code."""
     if os.geteuid() != 0:
         print("reconciler envtest isolated: must run as root (it creates namespaces)")
         return 2
-    inside = f'ip link set lo up && exec env {MARKER}={_namespaces()} "$@"'
-    command = ["unshare", "--net", "--mount", "--propagation", "private", "--"]
-    return subprocess.call([*command, "sh", "-c", inside, "isolated", *argv])
+    return subprocess.call(isolated_argv(argv))
