@@ -43,7 +43,7 @@ def _key_data(obj: JSON, kind: str) -> dict[str, bytes]:
 
 
 def _object_files(source: JSON, kind: str, namespace: str, lookup: Lookup, mode: int) -> Files:
-    name = source.get("name") if kind == "ConfigMap" else source.get("secretName", source["name"])
+    name = source.get("secretName") or source.get("name")
     obj = lookup(kind, namespace, str(name))
     optional = bool(source.get("optional"))
     if obj is None:
