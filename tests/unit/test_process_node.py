@@ -81,7 +81,7 @@ def test_missing_required_source_is_an_error_naming_it() -> None:
         "name": "v",
         "configMap": {"name": "cm", "items": [{"key": "missing", "path": "m"}]},
     }
-        with pytest.raises(volumes.VolumeError, match='has no key "missing"'):
+    with pytest.raises(volumes.VolumeError, match='has no key "missing"'):
         volumes.files(volume, _pod(), lookup, no_token)
 
 
