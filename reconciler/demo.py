@@ -1,15 +1,20 @@
-"""`make demo`: a local control plane, the operator, and the hippo cluster converging.
+"""`make demo`: a local control plane, the operator, and the hippo cluster running PostgreSQL.
 
-The control plane and the operator keep running afterwards (`make down` stops both), so that
-you can look around with `kubectl --kubeconfig .envtest/kubeconfig`.
+The pods run for real on the process node (PostgreSQL 15 and Patroni from Debian's packages),
+inside network and mount namespaces of the demo's own; the demo ends with a query sent with the
+credentials of `hippo-pguser-hippo`, over TLS verified against the cluster's CA. Everything
+keeps running afterwards (`make down` stops it); look around with
+`.venv/bin/reconciler envtest exec -- kubectl --kubeconfig .envtest/kubeconfig ...`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -17,10 +22,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 import yaml
 
 from reconciler.api import crd
-from reconciler.envtest import daemon
+from reconciler.envtest import binaries, daemon, images, isolation
 from reconciler.envtest.process import free_port
 from reconciler.runtime.client import JSON, Client, ConflictError
 from reconciler.runtime.resources import (
@@ -33,15 +39,8 @@ from reconciler.runtime.resources import (
 
 NAMESPACE = "postgres-operator"
 EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "hippo.yaml"
-# The images PGO's installer names; nothing pulls them in this tier (pods run no containers).
-_REGISTRY = "registry.developers.crunchydata.com/crunchydata"
-IMAGES = {
-    "RELATED_IMAGE_POSTGRES_16": f"{_REGISTRY}/crunchy-postgres:ubi9-16.9-2520",
-    "RELATED_IMAGE_POSTGRES_17": f"{_REGISTRY}/crunchy-postgres:ubi9-17.5-2520",
-    "RELATED_IMAGE_PGBACKREST": f"{_REGISTRY}/crunchy-pgbackrest:ubi9-2.54.2-2520",
-}
 CLUSTERS = crd.POSTGRES_CLUSTERS.resource
-TIMEOUT = 60.0
+TIMEOUT = 180.0
 T = TypeVar("T")
 
 
@@ -55,7 +54,7 @@ def start_operator(run_dir: Path, kubeconfig: Path) -> tuple[int, int]:
             ports = (run_dir / "operator.ports").read_text().split()
             return int(ports[0]), int(ports[1])
     health, metrics = free_port(), free_port()
-    env = {**os.environ, **IMAGES, "PGO_NAMESPACE": NAMESPACE}
+    env = {**os.environ, **images.related_images(), "PGO_NAMESPACE": NAMESPACE}
     with (run_dir / "operator.log").open("ab") as log:
         process = subprocess.Popen(
             [
@@ -87,10 +86,39 @@ async def _converge(kubeconfig: Path) -> JSON:
             await kube.create(NAMESPACES, namespace)
         hippo = yaml.safe_load(EXAMPLE.read_text())
         hippo["metadata"]["namespace"] = NAMESPACE
+        # The machine has PostgreSQL 15 and no pgBackRest support in the operator yet.
+        hippo["spec"]["postgresVersion"] = images.POSTGRES_VERSION
+        del hippo["spec"]["backups"]
+        print(
+            f"applying {EXAMPLE.name} with postgresVersion {images.POSTGRES_VERSION} "
+            "(this machine's PostgreSQL) and without spec.backups (pgBackRest: not yet)"
+        )
         await kube.apply(CLUSTERS, hippo, field_manager="kubectl")
         cluster: JSON = await _until(lambda: _ready(kube), "hippo to become Ready")
         await _show(kube, cluster)
         return cluster
+
+
+async def _query(kubeconfig: Path) -> str:
+    """A query sent as `hippo` with the user Secret's `uri`, TLS verify-full with the CA of the
+    cluster certificate."""
+    async with await Client.from_kubeconfig(str(kubeconfig), user_agent="reconciler-demo") as kube:
+        user = await kube.get(SECRETS, "hippo-pguser-hippo", NAMESPACE)
+        server = await kube.get(SECRETS, "hippo-cluster-cert", NAMESPACE)
+    uri = base64.b64decode(user["data"]["uri"]).decode()
+    tls = ssl.create_default_context(cadata=base64.b64decode(server["data"]["ca.crt"]).decode())
+
+    async def query() -> str | None:
+        try:
+            connection = await asyncpg.connect(uri, ssl=tls, timeout=5)
+        except (OSError, asyncpg.PostgresError):
+            return None  # the role is provisioned right after the cluster becomes writable
+        try:
+            return str(await connection.fetchval("select current_user || ' on ' || version()"))
+        finally:
+            await connection.close()
+
+    return await _until(query, "a connection as hippo")
 
 
 async def _ready(kube: Client) -> JSON | None:
@@ -124,13 +152,21 @@ async def _show(kube: Client, cluster: JSON) -> None:
 
 
 def main() -> None:
-    """Start (or reuse) the control plane and the operator, then apply hippo."""
+    """Start (or reuse) the control plane and the operator, then apply hippo and query it."""
     arguments = argparse.ArgumentParser(description=__doc__)
     arguments.add_argument("--dir", default=".envtest")
     run_dir = Path(arguments.parse_args().dir).resolve()
-    started = time.monotonic()
-    kubeconfig = daemon.up(run_dir)
-    print(f"control plane ready in {time.monotonic() - started:.1f}s; kubeconfig: {kubeconfig}")
+    if not isolation.is_isolated():
+        started = time.monotonic()
+        kubeconfig = daemon.up(run_dir, process_node=True)
+        print(f"control plane ready in {time.monotonic() - started:.1f}s; kubeconfig: {kubeconfig}")
+        sys.stdout.flush()
+        # The rest runs beside the control plane, in its namespaces.
+        command = daemon.enter(
+            run_dir, [sys.executable, "-m", "reconciler.demo", "--dir", str(run_dir)]
+        )
+        os.execvp(command[0], command)
+    kubeconfig = run_dir / "kubeconfig"
     asyncio.run(_install_crds(kubeconfig))
     health, metrics = start_operator(run_dir, kubeconfig)
     print(
@@ -140,7 +176,13 @@ def main() -> None:
     applied = time.monotonic()
     asyncio.run(_converge(kubeconfig))
     print(f"\nhippo Ready {time.monotonic() - applied:.1f}s after it was applied")
-    print(f"explore: kubectl --kubeconfig {kubeconfig} -n {NAMESPACE} get postgrescluster,all")
+    answer = asyncio.run(_query(kubeconfig))
+    print(f"query as hippo (uri of hippo-pguser-hippo, TLS verify-full): {answer}")
+    kubectl = binaries.ensure() / "kubectl"
+    print(
+        f"explore: .venv/bin/reconciler envtest exec -- {kubectl} --kubeconfig {kubeconfig} "
+        f"-n {NAMESPACE} get postgrescluster,all"
+    )
     print("stop:    make down")
 
 
