@@ -19,23 +19,17 @@ def _envtest(args: argparse.Namespace) -> int:
         case "isolated":
             from reconciler.envtest import isolation
 
-            command = (
-                args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
-            )
-            if not command:
+            if not args.command_args:
                 print("usage: reconciler envtest isolated -- COMMAND [ARG...]", file=sys.stderr)
                 return 2
-            return isolation.run_isolated(command)
+            return isolation.run_isolated(args.command_args)
         case "up":
             kubeconfig = daemon.up(run_dir, process_node=args.process_node)
             print(kubeconfig)
         case "serve":
             daemon.serve(run_dir, process_node=args.process_node)
         case "exec":
-            command = (
-                args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
-            )
-            return subprocess.call(daemon.enter(run_dir, command))
+            return subprocess.call(daemon.enter(run_dir, args.command_args))
         case "down":
             stopped = daemon.down(run_dir)
             print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -127,7 +121,8 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="up/serve: pods run as processes, in namespaces of the run's own (as root)",
     )
-    envtest.add_argument("command_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    # After `--`, everything is the command of `isolated` and `exec`, options included.
+    envtest.add_argument("command_args", nargs="*", help=argparse.SUPPRESS)
     envtest.add_argument("--dir", default=".envtest", help="run directory (default: .envtest)")
     envtest.set_defaults(func=_envtest)
 

@@ -54,7 +54,8 @@ def isolated_argv(argv: Sequence[str]) -> list[str]:
 def entering_argv(pid: int, argv: Sequence[str]) -> list[str]:
     """The command running `argv` in the namespaces of the isolated process `pid`."""
     marker = f"{MARKER}={_namespaces()}"
-    return ["nsenter", "-t", str(pid), "-n", "-m", "--", "env", marker, *argv]
+    here = f"--wd={os.getcwd()}"  # entering a mount namespace would start from its root
+    return ["nsenter", "-t", str(pid), "-n", "-m", here, "--", "env", marker, *argv]
 
 
 def run_isolated(argv: Sequence[str]) -> int:

@@ -27,6 +27,7 @@ from reconciler.postgrescluster import (
     cluster_config,
     instances,
     naming,
+    postgres_users,
     rbac,
     services,
     tls,
@@ -84,6 +85,7 @@ STEPS: tuple[Step, ...] = (
     cluster_config.reconcile,
     instances.reconcile,
     users.reconcile,
+    postgres_users.reconcile,
 )
 # While instances are being removed on deletion, look again this often even without events.
 TEARDOWN_POLL = 2.0
@@ -402,6 +404,7 @@ async def setup(manager: Manager, settings: Settings) -> None:
     environment = Environment(
         images=settings.images,
         instance_sidecars=settings.feature_gates.get("InstanceSidecars", True),
+        auto_create_user_schema=settings.feature_gates.get("AutoCreateUserSchema", True),
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(

@@ -46,7 +46,7 @@ def _set_of(obj: JSON) -> str:
     return str(obj["metadata"]["labels"].get(naming.LABEL_INSTANCE_SET, ""))
 
 
-def _pod_ready(pod: JSON) -> bool:
+def pod_ready(pod: JSON) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -181,7 +181,7 @@ def _record_startup_instance(ctx: Context, primary: str | None, instances: list[
     startup = ctx.status.get("startupInstance")
     if startup:
         pod = ctx.cached(PODS, naming.instance_pod(startup))
-        if pod is None or _pod_ready(pod):
+        if pod is None or pod_ready(pod):
             ctx.status.pop("startupInstance", None)
             ctx.status.pop("startupInstanceSet", None)
 
@@ -304,7 +304,7 @@ def observed_instances(statefulsets: list[JSON], pods: list[JSON], sets: list[st
         if entry is None:
             continue
         entry["replicas"] += 1
-        entry["readyReplicas"] += int(_pod_ready(pod))
+        entry["readyReplicas"] += int(pod_ready(pod))
         revision = (pod["metadata"].get("labels") or {}).get("controller-revision-hash")
         entry["updatedReplicas"] += int(
             revision is not None and revision == update_revision.get(_instance(pod))

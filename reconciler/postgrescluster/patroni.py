@@ -121,13 +121,22 @@ def hba_line(rule: Mapping[str, Any]) -> str:
 
 
 def mandatory_hba() -> list[str]:
-    """Rules that come first: local superuser by peer, the replication user by certificate only."""
+    """Rules that come first: local superuser by peer, the replication user by certificate only,
+    and the operator as superuser by certificate only.
+
+    The operator's rule cannot name its address (it is a pod anywhere in the cluster), so it
+    rests on the certificate: CN "postgres" signed by the namespace root, whose key only the
+    operator holds; a password never works for "postgres" over the network (no rule allows it:
+    the user rules come after this one and the first matching line decides).
+    """
     user = naming.REPLICATION_USER
     return [
         'local all "postgres" "peer"',
         f'hostssl replication "{user}" all "cert"',
         f'hostssl "postgres" "{user}" all "cert"',
         f'host all "{user}" all "reject"',
+        'hostssl all "postgres" all "cert"',
+        'host all "postgres" all "reject"',
     ]
 
 

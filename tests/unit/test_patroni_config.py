@@ -76,8 +76,10 @@ def test_pg_hba_has_mandatory_rules_first_then_the_spec_then_patroni() -> None:
         ]
     )
     lines = patroni.pg_hba(settings, {"postgresql": {"pg_hba": ["local all all trust"]}})
-    assert lines[:4] == patroni.mandatory_hba()
-    assert lines[4:] == [
+    assert lines[:6] == patroni.mandatory_hba()
+    # The operator reaches "postgres" with its certificate only, never with a password.
+    assert lines[4:6] == ['hostssl all "postgres" all "cert"', 'host all "postgres" all "reject"']
+    assert lines[6:] == [
         'hostssl "app" "app" all "scram-sha-256"',
         "host all all 10.0.0.0/8 reject",
         "local all all trust",

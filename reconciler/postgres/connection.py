@@ -1,0 +1,57 @@
+"""The operator's connection to a cluster's primary: TLS verify-full, a certificate, no password.
+
+The operator mints a short-lived client certificate for the `postgres` superuser from the
+namespace's root CA (whose key only it holds) for each connection; PostgreSQL accepts it through
+the pg_hba rule `hostssl all "postgres" all "cert"` (see `postgrescluster.patroni`). The server
+is verified against the same root, for the primary Service's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+
+from reconciler import x509
+
+SUPERUSER = "postgres"
+CLIENT_CERTIFICATE_LIFETIME = datetime.timedelta(hours=1)
+CONNECT_TIMEOUT = 10.0
+
+
+def client_tls(root: x509.Certificate) -> ssl.SSLContext:
+    """Verify-full against `root`, presenting a fresh certificate for the superuser."""
+    context = ssl.create_default_context(cadata=root.certificate_pem.decode())
+    client = x509.issue(root, SUPERUSER, valid_for=CLIENT_CERTIFICATE_LIFETIME, server=False)
+    # The ssl module loads a key pair from files only: they live for the length of the load.
+    with tempfile.TemporaryDirectory(prefix="reconciler-tls-") as directory:
+        certificate, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        certificate.write_bytes(client.certificate_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(client.key_pem)
+        context.load_cert_chain(certificate, key)
+    return context
+
+
+@contextlib.asynccontextmanager
+async def superuser(
+    host: str, port: int, root: x509.Certificate, database: str = "postgres"
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the superuser to `database` on `host` (the primary Service's name)."""
+    connection = await asyncpg.connect(
+        host=host,
+        port=port,
+        user=SUPERUSER,
+        database=database,
+        ssl=client_tls(root),
+        timeout=CONNECT_TIMEOUT,
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
