@@ -27,6 +27,7 @@ from reconciler.postgrescluster import (
     cluster_config,
     instances,
     naming,
+    patroni_rest,
     postgres_users,
     rbac,
     services,
@@ -86,6 +87,7 @@ STEPS: tuple[Step, ...] = (
     instances.reconcile,
     users.reconcile,
     postgres_users.reconcile,
+    patroni_rest.reconcile,
 )
 # While instances are being removed on deletion, look again this often even without events.
 TEARDOWN_POLL = 2.0

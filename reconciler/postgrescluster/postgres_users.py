@@ -65,7 +65,11 @@ async def reconcile(ctx: Context) -> None:
             verifiers=verifiers,
             schemas=schemas,
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
+        # The primary's address follows its leader record within a Patroni loop: not news.
+        log.info("primary not reachable yet; provisioning users later", error=str(error))
+        return
+    except asyncpg.PostgresError as error:
         message = f"Could not provision spec.users in PostgreSQL: {error}"
         log.warning("provisioning users failed", error=str(error))
         await ctx.warn(REASON, message)

@@ -1,0 +1,1 @@
+"""Talking to Patroni: its REST API, over mutual TLS."""

@@ -1,0 +1,175 @@
+"""Subreconciler: what the operator asks of Patroni through its REST API, once bootstrapped.
+
+- `spec.patroni.dynamicConfiguration` (with the operator's parts laid over it, as at bootstrap)
+  reaches the DCS through PATCH /config only when it differs from what Patroni holds: the
+  operator remembers what it confirmed, so a converged cluster costs no call at all, and after
+  an operator restart one GET /config per cluster replaces the PATCH PGO sends every time.
+- A switchover or failover runs when `spec.patroni.switchover.enabled` and the annotation
+  `postgres-operator.crunchydata.com/trigger-switchover` holds a value not yet recorded in
+  `status.patroni.switchover` (PGO's contract); an impossible request becomes a Warning Event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from reconciler.patroni.client import PatroniClient, PatroniError
+from reconciler.postgres.connection import client_tls
+from reconciler.postgrescluster import cluster_config, instances, naming, patroni, tls
+from reconciler.postgrescluster.context import Context
+from reconciler.postgrescluster.intent import JSON
+from reconciler.runtime.resources import PODS, STATEFUL_SETS
+
+log = structlog.get_logger(__name__)
+
+TRIGGER_ANNOTATION = "postgres-operator.crunchydata.com/trigger-switchover"
+_CONFIRMED = "patroni_configuration"
+
+
+class InvalidSwitchover(ValueError):
+    """A switchover request that cannot be carried out as written."""
+
+
+def switchover_request(
+    request: Mapping[str, Any] | None,
+    trigger: str | None,
+    handled: str | None,
+    instances_: Sequence[str],
+    primary: str | None,
+) -> tuple[str, str | None] | None:
+    """(type, target instance) when a switchover is asked for and not done yet, else None."""
+    if not (request or {}).get("enabled") or not trigger or trigger == handled:
+        return None
+    assert request is not None
+    kind = str(request.get("type") or "Switchover")
+    target = request.get("targetInstance")
+    if target and target not in instances_:
+        known = ", ".join(sorted(instances_)) or "none yet"
+        raise InvalidSwitchover(
+            f'spec.patroni.switchover.targetInstance "{target}" is not an instance of this '
+            f"cluster (instances: {known}); name one of them and change the annotation again"
+        )
+    if kind == "Failover" and not target:
+        raise InvalidSwitchover(
+            "spec.patroni.switchover.type Failover needs targetInstance: set it to the "
+            "instance to promote and change the annotation again"
+        )
+    if kind == "Switchover" and len(instances_) < 2:
+        raise InvalidSwitchover(
+            "a switchover needs at least two instances; add a replica (spec.instances[].replicas)"
+        )
+    return kind, str(target) if target else None
+
+
+def config_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> JSON:
+    """The merge patch that brings `current` to `desired` for every key `desired` sets (values
+    compared as text: Patroni reports some parameters as numbers); empty when it holds them."""
+    patch: JSON = {}
+    for key, value in desired.items():
+        have = current.get(key)
+        if isinstance(value, Mapping) and isinstance(have, Mapping):
+            nested = config_patch(value, have)
+            if nested:
+                patch[key] = nested
+        elif isinstance(value, Mapping) or _text(value) != _text(have):
+            patch[key] = value
+    return patch
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else str(value)
+
+
+def desired_configuration(spec: JSON) -> JSON:
+    """The DCS contents the spec asks for, exactly as rendered for bootstrap."""
+    settings = spec["patroni"]
+    return patroni.dynamic_configuration(
+        cluster_config.postgres_settings(spec),
+        settings.get("dynamicConfiguration") or {},
+        ttl=settings["leaderLeaseDurationSeconds"],
+        loop_wait=settings["syncPeriodSeconds"],
+    )
+
+
+async def reconcile(ctx: Context) -> None:
+    """Bring the DCS configuration in line and carry out a pending switchover."""
+    if not ctx.bootstrapped or ctx.spec.get("shutdown"):
+        return
+    pods = ctx.cluster_objects(PODS, {naming.LABEL_INSTANCE: None})
+    primary = next((p for p in pods if instances.is_primary(p) and instances.pod_ready(p)), None)
+    if primary is None:
+        return
+    host = (
+        f"{primary['metadata']['name']}.{naming.cluster_pod_service(ctx.name)}.{ctx.namespace}.svc"
+    )
+    client = PatroniClient(host, ctx.spec["patroni"]["port"], client_tls(ctx.shared[tls.ROOT]))
+    try:
+        await _configure(ctx, client)
+        await _switchover(ctx, client, primary)
+    except PatroniError as error:
+        log.info("Patroni not reachable or refused; retrying later", error=str(error))
+
+
+async def _configure(ctx: Context, client: PatroniClient) -> None:
+    desired = desired_configuration(ctx.spec)
+    digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
+    if ctx.memory.get(_CONFIRMED) == digest:
+        return
+    patch = config_patch(desired, await client.config())
+    if patch:
+        await client.patch_config(patch)
+        log.info("patched Patroni's dynamic configuration", keys=sorted(patch))
+    ctx.memory[_CONFIRMED] = digest
+
+
+async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> None:
+    annotations = ctx.raw["metadata"].get("annotations") or {}
+    trigger = annotations.get(TRIGGER_ANNOTATION)
+    status = ctx.status.setdefault("patroni", {})
+    names = [
+        s["metadata"]["name"]
+        for s in ctx.cluster_objects(STATEFUL_SETS, {naming.LABEL_INSTANCE: None})
+    ]
+    leader = primary["metadata"]["name"]
+    current = primary["metadata"]["labels"].get(naming.LABEL_INSTANCE)
+    try:
+        request = switchover_request(
+            (ctx.spec.get("patroni") or {}).get("switchover"),
+            trigger,
+            status.get("switchover"),
+            names,
+            current,
+        )
+    except InvalidSwitchover as error:
+        if ctx.memory.get("switchover_rejected") != trigger:
+            await ctx.warn("SwitchoverInvalid", str(error))
+            ctx.memory["switchover_rejected"] = trigger
+        return
+    if request is None:
+        return
+    kind, target = request
+    timeline = _timeline(await client.cluster(), leader)
+    candidate = naming.instance_pod(target) if target else None
+    if kind == "Switchover" and target == current:
+        message = f"instance {target} is already the primary"
+    elif kind == "Failover":
+        assert candidate is not None
+        message = await client.failover(candidate)
+    else:
+        message = await client.switchover(leader, candidate)
+    status["switchover"] = trigger
+    if timeline is not None:
+        status["switchoverTimeline"] = timeline
+    await ctx.recorder.event(ctx.raw, "Normal", kind, f"{kind} (trigger {trigger!r}): {message}")
+
+
+def _timeline(cluster: JSON, leader: str) -> int | None:
+    for member in cluster.get("members") or []:
+        if member.get("name") == leader and member.get("timeline") is not None:
+            return int(member["timeline"])
+    return None

@@ -1,0 +1,73 @@
+"""Through Patroni's REST API: a switchover by annotation, and dynamic configuration changes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from reconciler.envtest.controlplane import ControlPlane
+from reconciler.envtest.pytest_plugin import wait_for
+from reconciler.runtime.client import JSON, Client
+from reconciler.runtime.resources import STATEFUL_SETS
+from tests.e2e.cluster import CLUSTERS, PREFIX, e2e_hippo, primary_pod, psql, ready_cluster
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+async def test_switchover_by_annotation_and_dynamic_configuration(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
+    cluster = e2e_hippo(namespace)
+    cluster["spec"]["instances"][0]["replicas"] = 2
+    cluster["spec"]["patroni"] = {"switchover": {"enabled": True}}
+    await kube.create(CLUSTERS, cluster)
+    await ready_cluster(kube, namespace, timeout=180)
+    primary = await primary_pod(kube, namespace)
+    instances = (
+        await kube.list(STATEFUL_SETS, namespace, label_selector=f"{PREFIX}instance")
+    ).items
+    current = primary["metadata"]["labels"][f"{PREFIX}instance"]
+    target = next(s["metadata"]["name"] for s in instances if s["metadata"]["name"] != current)
+
+    # An impossible target is refused with an Event, and nothing is recorded.
+    await _patch(kube, namespace, {"spec": {"patroni": {"switchover": {"targetInstance": "nope"}}}})
+    await _annotate(kube, namespace, "first")
+
+    async def refused() -> bool:
+        events = await kube.request("GET", f"/api/v1/namespaces/{namespace}/events")
+        return any(e["reason"] == "SwitchoverInvalid" for e in events["items"])
+
+    await wait_for(refused, timeout=60, interval=0.5)
+
+    started = time.monotonic()
+    await _patch(kube, namespace, {"spec": {"patroni": {"switchover": {"targetInstance": target}}}})
+    await _annotate(kube, namespace, "second")
+
+    async def switched() -> JSON | None:
+        status = (await kube.get(CLUSTERS, "hippo", namespace)).get("status") or {}
+        return status if (status.get("patroni") or {}).get("switchover") == "second" else None
+
+    status = await wait_for(switched, timeout=120, interval=0.5)
+    assert status["patroni"]["switchoverTimeline"] == 1
+    promoted = await primary_pod(kube, namespace, other_than=primary["metadata"]["name"])
+    assert promoted["metadata"]["labels"][f"{PREFIX}instance"] == target
+    print(f"switchover: {time.monotonic() - started:.1f}s from the annotation to the new primary")
+
+    # A dynamic configuration change reaches PostgreSQL on every instance through the DCS.
+    parameters = {"postgresql": {"parameters": {"work_mem": "7MB"}}}
+    await _patch(kube, namespace, {"spec": {"patroni": {"dynamicConfiguration": parameters}}})
+
+    async def applied() -> bool:
+        return await psql(control_plane, promoted, namespace, "show work_mem") == "7MB"
+
+    await wait_for(applied, timeout=60, interval=0.5)
+
+
+async def _patch(kube: Client, namespace: str, patch: JSON) -> None:
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+
+
+async def _annotate(kube: Client, namespace: str, value: str) -> None:
+    patch = {"metadata": {"annotations": {f"{PREFIX}trigger-switchover": value}}}
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
