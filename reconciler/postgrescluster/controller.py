@@ -25,6 +25,7 @@ from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
 from reconciler.postgrescluster import (
     cluster_config,
+    database_init,
     instances,
     naming,
     patroni_rest,
@@ -87,6 +88,7 @@ STEPS: tuple[Step, ...] = (
     instances.reconcile,
     users.reconcile,
     postgres_users.reconcile,
+    database_init.reconcile,
     patroni_rest.reconcile,
 )
 # While instances are being removed on deletion, look again this often even without events.

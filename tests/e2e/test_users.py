@@ -1,0 +1,133 @@
+"""spec.users and spec.databaseInitSQL against real PostgreSQL: changes, rotation, failures."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+
+import asyncpg
+import pytest
+
+from reconciler.envtest.controlplane import ControlPlane
+from reconciler.envtest.pytest_plugin import wait_for
+from reconciler.runtime.client import JSON, Client
+from reconciler.runtime.resources import CONFIG_MAPS, EVENTS, SECRETS
+from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql, ready_cluster
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+async def _connect(kube: Client, namespace: str, user: str) -> asyncpg.Connection:
+    data = (await kube.get(SECRETS, f"hippo-pguser-{user}", namespace))["data"]
+    server = (await kube.get(SECRETS, "hippo-cluster-cert", namespace))["data"]
+    tls = ssl.create_default_context(cadata=base64.b64decode(server["ca.crt"]).decode())
+    return await asyncpg.connect(base64.b64decode(data["uri"]).decode(), ssl=tls, timeout=5)
+
+
+async def _events(kube: Client, namespace: str, reason: str) -> list[JSON]:
+    items = (await kube.list(EVENTS, namespace)).items
+    return [e for e in items if e["reason"] == reason]
+
+
+async def test_users_change_rotate_and_init_sql(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
+    init = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "init", "namespace": namespace},
+    }
+    await kube.create(CONFIG_MAPS, {**init, "data": {"init.sql": "create table nope (;"}})
+    cluster = e2e_hippo(
+        namespace,
+        users=[
+            {"name": "hippo", "databases": ["zoo"]},
+            {"name": "rhino", "databases": ["zoo", "savanna"]},
+        ],
+        databaseInitSQL={"name": "init", "key": "init.sql"},
+    )
+    await kube.create(CLUSTERS, cluster)
+    await ready_cluster(kube, namespace)
+    primary = await primary_pod(kube, namespace)
+
+    # Failing init SQL: a Warning with PostgreSQL's message, no status; fixed, it runs once.
+    failed = await wait_for(
+        lambda: _events(kube, namespace, "DatabaseInitSQLFailed"), timeout=90, interval=0.5
+    )
+    assert "syntax error" in failed[0]["message"]
+    assert "databaseInitSQL" not in (await kube.get(CLUSTERS, "hippo", namespace))["status"]
+    fixed = "create table zoo_init (n int); insert into zoo_init values (42);"
+    await kube.patch(CONFIG_MAPS, "init", {"data": {"init.sql": fixed}}, namespace=namespace)
+
+    async def ran() -> bool:
+        status = (await kube.get(CLUSTERS, "hippo", namespace))["status"]
+        return status.get("databaseInitSQL") == "init"
+
+    await wait_for(ran, timeout=360, interval=1)
+    assert await psql(control_plane, primary, namespace, "select n from zoo_init") == "42"
+
+    # Two users: both log in; rhino has both of its databases.
+    async def rhino_in() -> asyncpg.Connection | None:
+        try:
+            return await _connect(kube, namespace, "rhino")
+        except asyncpg.InvalidAuthorizationSpecificationError:
+            return None
+
+    connection = await wait_for(rhino_in, timeout=60, interval=0.5)
+    await connection.close()
+    granted = "select has_database_privilege('rhino', 'savanna', 'CREATE')"
+    assert await psql(control_plane, primary, namespace, granted) == "t"
+
+    # Options change; removing a user keeps its role (as PGO) but removes its Secret.
+    users = [{"name": "hippo", "databases": ["zoo"], "options": "CREATEDB"}]
+    await kube.patch(CLUSTERS, "hippo", {"spec": {"users": users}}, namespace=namespace)
+
+    async def createdb() -> bool:
+        return (
+            await psql(
+                control_plane,
+                primary,
+                namespace,
+                "select rolcreatedb from pg_roles where rolname = 'hippo'",
+            )
+            == "t"
+        )
+
+    await wait_for(createdb, timeout=60, interval=0.5)
+
+    async def secret_gone() -> bool:
+        names = [s["metadata"]["name"] for s in (await kube.list(SECRETS, namespace)).items]
+        return "hippo-pguser-rhino" not in names
+
+    await wait_for(secret_gone, timeout=30, interval=0.5)
+    assert (
+        await psql(
+            control_plane,
+            primary,
+            namespace,
+            "select count(*) from pg_roles where rolname = 'rhino'",
+        )
+        == "1"
+    )
+
+    # Rotation: deleting the password makes a new one, which PostgreSQL then accepts.
+    old = (await kube.get(SECRETS, "hippo-pguser-hippo", namespace))["data"]["password"]
+    await kube.patch(
+        SECRETS,
+        "hippo-pguser-hippo",
+        {"data": {"password": None, "verifier": None}},
+        namespace=namespace,
+    )
+
+    async def rotated() -> asyncpg.Connection | None:
+        secret = (await kube.get(SECRETS, "hippo-pguser-hippo", namespace))["data"]
+        if secret.get("password") in (None, old):
+            return None
+        try:
+            return await _connect(kube, namespace, "hippo")
+        except asyncpg.InvalidPasswordError:
+            return None
+
+    connection = await wait_for(rotated, timeout=60, interval=0.5)
+    assert await connection.fetchval("select current_user") == "hippo"
+    await connection.close()
