@@ -61,7 +61,7 @@ async def test_users_change_rotate_and_init_sql(
 
     async def ran() -> bool:
         status = (await kube.get(CLUSTERS, "hippo", namespace))["status"]
-        return status.get("databaseInitSQL") == "init"
+        return bool(status.get("databaseInitSQL") == "init")
 
     await wait_for(ran, timeout=360, interval=1)
     assert await psql(control_plane, primary, namespace, "select n from zoo_init") == "42"
