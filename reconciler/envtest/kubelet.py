@@ -718,7 +718,8 @@ class Kubelet:
         except (NotFoundError, ConflictError):
             pass
         except (ApiError, ConnectionError) as error:
-            log.debug("pod status report failed", pod=meta["name"], error=str(error))
+            log.warning("pod status report failed", pod=meta["name"], error=str(error))
+            await asyncio.sleep(1.0)  # then the report loop tries again
             state.changed.set()
 
     def _status(self, state: PodState) -> JSON:
@@ -754,7 +755,6 @@ class Kubelet:
             "podIP": state.address,
             "podIPs": [{"ip": state.address}],
             "startTime": previous.get("startTime") or now,
-            "qosClass": "BestEffort",
             "initContainerStatuses": [c.status() for c in state.init],
             "containerStatuses": [c.status() for c in state.main],
         }

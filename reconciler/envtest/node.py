@@ -205,7 +205,6 @@ def pod_status(pod: JSON, pod_ip: str, host_ip: str) -> JSON:
             "podIP": pod_ip,
             "podIPs": [{"ip": pod_ip}],
             "startTime": now,
-            "qosClass": "BestEffort",
             "initContainerStatuses": [
                 container_status(c, done=True) for c in spec.get("initContainers") or []
             ],
