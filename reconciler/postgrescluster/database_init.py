@@ -38,7 +38,7 @@ async def reconcile(ctx: Context) -> None:
     ):
         return
     if ctx.status.get("usersRevision") is None:
-        return  # users first: the script may grant to them
+        return  # users first (the script may grant to them); never, with spec.customTLSSecret
     pods = ctx.cluster_objects(PODS, {naming.LABEL_INSTANCE: None})
     if not any(instances.is_primary(p) and instances.pod_ready(p) for p in pods):
         return

@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 SCHEMA_ANNOTATION = "postgres-operator.crunchydata.com/autoCreateUserSchema"
 REASON = "PostgresUsersFailed"
+CUSTOM_TLS_WARNED = "custom_tls_warned"
 
 
 def _ready_primary(ctx: Context) -> bool:
@@ -43,6 +44,9 @@ async def reconcile(ctx: Context) -> None:
     """Create and alter roles, create databases and grant them, create user schemas."""
     wanted = users.effective_users(ctx.name, ctx.spec.get("users"))
     if not wanted or ctx.spec.get("shutdown") or not _ready_primary(ctx):
+        return
+    if ctx.spec.get("customTLSSecret"):
+        await _cannot_authenticate(ctx)
         return
     verifiers: dict[str, str] = {}
     for user in wanted:
@@ -75,6 +79,20 @@ async def reconcile(ctx: Context) -> None:
         await ctx.warn(REASON, message)
         return
     ctx.status["usersRevision"] = revision
+
+
+async def _cannot_authenticate(ctx: Context) -> None:
+    """With a custom server certificate, PostgreSQL trusts the user's CA for client
+    certificates, and the operator holds no key of that CA: it cannot log in. Say so once."""
+    if ctx.memory.get(CUSTOM_TLS_WARNED):
+        return
+    ctx.memory[CUSTOM_TLS_WARNED] = True
+    await ctx.warn(
+        "PostgresUsersNotProvisioned",
+        "spec.customTLSSecret is set: PostgreSQL accepts client certificates of that CA only, "
+        "so the operator cannot log in to create roles and databases of spec.users; create them "
+        "yourself, or remove spec.customTLSSecret to let the operator manage them",
+    )
 
 
 async def _provision(
