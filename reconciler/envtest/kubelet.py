@@ -791,6 +791,7 @@ class Kubelet:
         if state.sandbox is not None and state.sandbox.returncode is None:
             state.sandbox.kill()
             await state.sandbox.wait()
+        await network.detach(state.address)
         if self.pods.pop(state.uid, None) is not None:
             self._free.append(state.address)
         # emptyDirs and projected files go with the pod; claims' directories stay.

@@ -9,6 +9,7 @@ container): killing it releases the namespace with its veth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ class PodNetwork:
 
     async def attach(self, sandbox_pid: int, address: str) -> None:
         """Give the sandbox's namespace an `eth0` on the bridge with `address`."""
-        host_end = "vp" + ipaddress.IPv4Address(address).packed.hex()
+        host_end = host_link(address)
+        # A namespace goes away asynchronously: the link of the address's last pod may linger.
+        await detach(address)
         await run(
             "ip", "link", "add", host_end, "type", "veth",
             "peer", "name", "eth0", "netns", str(sandbox_pid),
@@ -89,3 +92,14 @@ async def set_service_addresses(current: set[str], wanted: Sequence[str]) -> set
     for address in current - set(wanted):
         await run("ip", "addr", "del", f"{address}/32", "dev", SERVICES_LINK)
     return set(wanted)
+
+
+def host_link(address: str) -> str:
+    """The node's end of the veth of the pod with `address` (at most 15 characters)."""
+    return "vp" + ipaddress.IPv4Address(address).packed.hex()
+
+
+async def detach(address: str) -> None:
+    """Remove the veth of the pod with `address` (both ends), if it is still there."""
+    with contextlib.suppress(NetworkError):
+        await run("ip", "link", "del", host_link(address))

@@ -29,6 +29,10 @@ class PatroniClient:
         self.host = host
         self._tls = tls
 
+    def member(self, host: str) -> PatroniClient:
+        """A client of another member of the same cluster (same port and credentials)."""
+        return PatroniClient(host, int(self.base.rsplit(":", 1)[1]), self._tls)
+
     async def _call(self, method: str, path: str, body: JSON | None = None) -> tuple[int, Any]:
         try:
             async with (

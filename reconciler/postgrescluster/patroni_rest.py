@@ -7,6 +7,9 @@
 - A switchover or failover runs when `spec.patroni.switchover.enabled` and the annotation
   `postgres-operator.crunchydata.com/trigger-switchover` holds a value not yet recorded in
   `status.patroni.switchover` (PGO's contract); an impossible request becomes a Warning Event.
+- Members Patroni reports with `pending_restart` (a parameter that needs one changed) restart
+  one at a time, replicas first, the primary last, and only while every member is running.
+  This is looked at after the operator patched the configuration, and once per operator start.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 TRIGGER_ANNOTATION = "postgres-operator.crunchydata.com/trigger-switchover"
 _CONFIRMED = "patroni_configuration"
+_RESTARTS_CHECKED = "patroni_restarts_checked"
 
 
 class InvalidSwitchover(ValueError):
@@ -110,6 +114,7 @@ async def reconcile(ctx: Context) -> None:
     client = PatroniClient(host, ctx.spec["patroni"]["port"], client_tls(ctx.shared[tls.ROOT]))
     try:
         await _configure(ctx, client)
+        await _restart_pending(ctx, client)
         await _switchover(ctx, client, primary)
     except PatroniError as error:
         log.info("Patroni not reachable or refused; retrying later", error=str(error))
@@ -124,7 +129,35 @@ async def _configure(ctx: Context, client: PatroniClient) -> None:
     if patch:
         await client.patch_config(patch)
         log.info("patched Patroni's dynamic configuration", keys=sorted(patch))
+        ctx.memory.pop(_RESTARTS_CHECKED, None)
     ctx.memory[_CONFIRMED] = digest
+
+
+def next_restart(members: Sequence[Mapping[str, Any]]) -> str | None:
+    """The member to restart next: a replica with a pending restart, else the leader; none
+    while any member is not running (one restart at a time)."""
+    if any(m.get("state") not in ("running", "streaming") for m in members):
+        return None
+    pending = [m for m in members if m.get("pending_restart")]
+    replicas = sorted(str(m["name"]) for m in pending if m.get("role") != "leader")
+    if replicas:
+        return replicas[0]
+    return next((str(m["name"]) for m in pending), None)
+
+
+async def _restart_pending(ctx: Context, client: PatroniClient) -> None:
+    if ctx.memory.get(_RESTARTS_CHECKED):
+        return
+    members = (await client.cluster()).get("members") or []
+    if not any(m.get("pending_restart") for m in members):
+        ctx.memory[_RESTARTS_CHECKED] = True
+        return
+    member = next_restart(members)
+    if member is None:
+        return  # a member is (re)starting: its pod's events bring us back
+    host = f"{member}.{naming.cluster_pod_service(ctx.name)}.{ctx.namespace}.svc"
+    await client.member(host).restart()
+    log.info("restarted PostgreSQL for a pending parameter change", member=member)
 
 
 async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> None:

@@ -10,7 +10,15 @@ from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import STATEFUL_SETS
-from tests.e2e.cluster import CLUSTERS, PREFIX, e2e_hippo, primary_pod, psql, ready_cluster
+from tests.e2e.cluster import (
+    CLUSTERS,
+    PREFIX,
+    e2e_hippo,
+    pods_by_role,
+    primary_pod,
+    psql,
+    ready_cluster,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -62,6 +70,18 @@ async def test_switchover_by_annotation_and_dynamic_configuration(
         return await psql(control_plane, promoted, namespace, "show work_mem") == "7MB"
 
     await wait_for(applied, timeout=60, interval=0.5)
+
+    # One that needs a restart: replicas restart first, then the primary, and all run it.
+    parameters = {"postgresql": {"parameters": {"work_mem": "7MB", "max_connections": "120"}}}
+    await _patch(kube, namespace, {"spec": {"patroni": {"dynamicConfiguration": parameters}}})
+
+    async def restarted() -> bool:
+        roles = await pods_by_role(kube, namespace)
+        pods = roles.get("master", []) + roles.get("replica", [])
+        shown = {await psql(control_plane, p, namespace, "show max_connections") for p in pods}
+        return len(pods) == 2 and shown == {"120"}
+
+    await wait_for(restarted, timeout=180, interval=1)
 
 
 async def _patch(kube: Client, namespace: str, patch: JSON) -> None:

@@ -7,6 +7,7 @@ import pytest
 from reconciler.postgrescluster.patroni_rest import (
     InvalidSwitchover,
     config_patch,
+    next_restart,
     switchover_request,
 )
 
@@ -63,3 +64,12 @@ def test_config_patch_holds_only_what_differs() -> None:
     assert config_patch(
         {"postgresql": {"pg_hba": ["a", "b"]}}, {"postgresql": {"pg_hba": ["a"]}}
     ) == {"postgresql": {"pg_hba": ["a", "b"]}}
+
+
+def test_pending_restarts_replicas_first_one_at_a_time() -> None:
+    leader = {"name": "a-0", "role": "leader", "state": "running", "pending_restart": True}
+    replica = {"name": "b-0", "role": "replica", "state": "streaming", "pending_restart": True}
+    assert next_restart([leader, replica]) == "b-0"
+    assert next_restart([leader, {**replica, "pending_restart": False}]) == "a-0"
+    assert next_restart([leader, {**replica, "state": "starting"}]) is None
+    assert next_restart([{**leader, "pending_restart": False}]) is None
