@@ -328,8 +328,12 @@ class PostgresClusterReconciler:
 
 
 def _namespace_terminating(error: ApiError) -> bool:
+    # Creates carry a NamespaceTerminating cause; server-side applies only the message.
     causes = (error.body.get("details") or {}).get("causes") or []
-    return error.status == 403 and any(c.get("type") == "NamespaceTerminating" for c in causes)
+    return error.status == 403 and (
+        any(c.get("type") == "NamespaceTerminating" for c in causes)
+        or "because it is being terminated" in str(error.body.get("message", ""))
+    )
 
 
 def _has_invalid_spec(status: JSON) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,10 @@ log = structlog.get_logger(__name__)
 
 TRIGGER_ANNOTATION = "postgres-operator.crunchydata.com/trigger-switchover"
 _CONFIRMED = "patroni_configuration"
-_RESTARTS_CHECKED = "patroni_restarts_checked"
+# Until when (monotonic) to look for pending restarts: Patroni applies a new configuration in
+# its next loop, so they appear only after the PATCH.
+_RESTARTS_WATCH = "patroni_restarts_watch_until"
+_LAST_RESTART = "patroni_last_restart"
 
 
 class InvalidSwitchover(ValueError):
@@ -129,7 +133,9 @@ async def _configure(ctx: Context, client: PatroniClient) -> None:
     if patch:
         await client.patch_config(patch)
         log.info("patched Patroni's dynamic configuration", keys=sorted(patch))
-        ctx.memory.pop(_RESTARTS_CHECKED, None)
+        ctx.memory[_RESTARTS_WATCH] = (
+            time.monotonic() + 3 * ctx.spec["patroni"]["syncPeriodSeconds"]
+        )
     ctx.memory[_CONFIRMED] = digest
 
 
@@ -146,17 +152,24 @@ def next_restart(members: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 async def _restart_pending(ctx: Context, client: PatroniClient) -> None:
-    if ctx.memory.get(_RESTARTS_CHECKED):
+    until = ctx.memory.setdefault(_RESTARTS_WATCH, 0.0)  # 0: once, after an operator start
+    if until is None:
         return
     members = (await client.cluster()).get("members") or []
     if not any(m.get("pending_restart") for m in members):
-        ctx.memory[_RESTARTS_CHECKED] = True
+        if time.monotonic() > until:
+            ctx.memory[_RESTARTS_WATCH] = None
         return
     member = next_restart(members)
     if member is None:
         return  # a member is (re)starting: its pod's events bring us back
+    # Patroni clears the flag in its next loop: until then, the member it restarted shows it.
+    last, when = ctx.memory.get(_LAST_RESTART, ("", 0.0))
+    if member == last and time.monotonic() - when < 2 * ctx.spec["patroni"]["syncPeriodSeconds"]:
+        return
     host = f"{member}.{naming.cluster_pod_service(ctx.name)}.{ctx.namespace}.svc"
     await client.member(host).restart()
+    ctx.memory[_LAST_RESTART] = (member, time.monotonic())
     log.info("restarted PostgreSQL for a pending parameter change", member=member)
 
 

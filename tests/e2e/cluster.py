@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import ssl
+import time
 from typing import Any
+
+import asyncpg
 
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
-from reconciler.runtime.resources import PODS
+from reconciler.runtime.resources import PODS, SECRETS
 from tests.api_examples import hippo
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
@@ -71,3 +77,59 @@ async def psql(plane: ControlPlane, pod: JSON, namespace: str, query: str) -> st
     if code != 0:
         raise RuntimeError(f"psql in {pod['metadata']['name']}: {output.decode().strip()}")
     return output.decode().strip()
+
+
+class Writer:
+    """Inserts 1, 2, 3, ... through the primary Service, reconnecting after every failure."""
+
+    def __init__(self, uri: str, tls: ssl.SSLContext) -> None:
+        self.uri, self.tls = uri, tls
+        self.acknowledged: list[int] = []
+        self.failures = 0
+        self.longest_gap = 0.0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        n, last = 0, time.monotonic()
+        connection: asyncpg.Connection | None = None
+        while not self._stop.is_set():
+            try:
+                if connection is None:
+                    connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=2)
+                await connection.execute("insert into writes values ($1)", n + 1, timeout=2)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self.failures += 1
+                if connection is not None:
+                    connection.terminate()
+                connection = None
+                await asyncio.sleep(0.05)  # pacing of the retries, not synchronisation
+                continue
+            n += 1
+            self.acknowledged.append(n)
+            now = time.monotonic()
+            self.longest_gap, last = max(self.longest_gap, now - last), now
+        if connection is not None:
+            await connection.close()
+
+    async def wait_acknowledged(self, count: int, timeout: float = 60) -> None:
+        """Until at least `count` writes in all were acknowledged."""
+
+        async def enough() -> bool:
+            return len(self.acknowledged) >= count
+
+        await wait_for(enough, timeout=timeout, interval=0.05)
+
+    def stop(self) -> None:
+        """End the loop after the current attempt."""
+        self._stop.set()
+
+
+async def user_credentials(
+    kube: Client, namespace: str, user: str = "hippo"
+) -> tuple[str, ssl.SSLContext]:
+    """What a client of the cluster has: the `uri` of the user's Secret, and TLS verify-full
+    against the CA of the cluster certificate."""
+    data = (await kube.get(SECRETS, f"hippo-pguser-{user}", namespace))["data"]
+    server = (await kube.get(SECRETS, "hippo-cluster-cert", namespace))["data"]
+    tls = ssl.create_default_context(cadata=base64.b64decode(server["ca.crt"]).decode())
+    return base64.b64decode(data["uri"]).decode(), tls

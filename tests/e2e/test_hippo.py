@@ -3,17 +3,21 @@ a client connects with the user Secret alone, TLS verify-full."""
 
 from __future__ import annotations
 
-import base64
-import ssl
-
 import asyncpg
 import pytest
 
 from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import Client
-from reconciler.runtime.resources import SECRETS
-from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql, ready_cluster
+from reconciler.runtime.resources import PODS
+from tests.e2e.cluster import (
+    CLUSTERS,
+    e2e_hippo,
+    primary_pod,
+    psql,
+    ready_cluster,
+    user_credentials,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -26,12 +30,9 @@ async def test_hippo_runs_postgres_and_serves_its_user(
     pod = await primary_pod(kube, namespace)
     assert await psql(control_plane, pod, namespace, "select pg_is_in_recovery()") == "f"
 
-    user = (await kube.get(SECRETS, "hippo-pguser-hippo", namespace))["data"]
-    server = (await kube.get(SECRETS, "hippo-cluster-cert", namespace))["data"]
-    uri = base64.b64decode(user["uri"]).decode()
+    uri, tls = await user_credentials(kube, namespace)
     assert uri.startswith("postgresql://hippo:")
     assert uri.endswith(f"@hippo-primary.{namespace}.svc:5432/zoo")
-    tls = ssl.create_default_context(cadata=base64.b64decode(server["ca.crt"]).decode())
 
     async def connect() -> asyncpg.Connection | None:
         try:
@@ -50,6 +51,18 @@ async def test_hippo_runs_postgres_and_serves_its_user(
         await connection.close()
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
     assert cluster["status"]["usersRevision"]
+
+    # Mounted volumes follow their sources, as with a kubelet: here the downward API's.
+    name = pod["metadata"]["name"]
+    annotation = {"metadata": {"annotations": {"e2e.reconciler.dev/seen": "yes"}}}
+    await kube.patch(PODS, name, annotation, namespace=namespace)
+
+    async def propagated() -> bool:
+        argv = ["cat", "/etc/database-containerinfo/annotations"]
+        code, text = await control_plane.kubelet.exec(name, namespace, "database", argv)
+        return code == 0 and b'e2e.reconciler.dev/seen="yes"' in text
+
+    await wait_for(propagated, timeout=30, interval=0.5)
 
     # A password is no way in for the superuser over the network.
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import asyncpg
 import pytest
 
 from reconciler.envtest.controlplane import ControlPlane
@@ -13,19 +15,19 @@ from reconciler.runtime.resources import STATEFUL_SETS
 from tests.e2e.cluster import (
     CLUSTERS,
     PREFIX,
+    Writer,
     e2e_hippo,
     pods_by_role,
     primary_pod,
     psql,
     ready_cluster,
+    user_credentials,
 )
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-async def test_switchover_by_annotation_and_dynamic_configuration(
-    kube: Client, namespace: str, control_plane: ControlPlane
-) -> None:
+async def test_switchover_by_annotation_under_writes(kube: Client, namespace: str) -> None:
     cluster = e2e_hippo(namespace)
     cluster["spec"]["instances"][0]["replicas"] = 2
     cluster["spec"]["patroni"] = {"switchover": {"enabled": True}}
@@ -48,6 +50,22 @@ async def test_switchover_by_annotation_and_dynamic_configuration(
 
     await wait_for(refused, timeout=60, interval=0.5)
 
+    # The switchover itself, under a continuous write loop through the primary Service.
+    uri, tls = await user_credentials(kube, namespace)
+
+    async def writable() -> bool:
+        try:
+            connection = await asyncpg.connect(uri, ssl=tls, timeout=5)
+        except asyncpg.InvalidAuthorizationSpecificationError:
+            return False
+        await connection.execute("create table if not exists writes (n int primary key)")
+        await connection.close()
+        return True
+
+    await wait_for(writable, timeout=60, interval=0.5)
+    writer = Writer(uri, tls)
+    task = asyncio.create_task(writer.run())
+    await writer.wait_acknowledged(20, timeout=30)
     started = time.monotonic()
     await _patch(kube, namespace, {"spec": {"patroni": {"switchover": {"targetInstance": target}}}})
     await _annotate(kube, namespace, "second")
@@ -60,7 +78,30 @@ async def test_switchover_by_annotation_and_dynamic_configuration(
     assert status["patroni"]["switchoverTimeline"] == 1
     promoted = await primary_pod(kube, namespace, other_than=primary["metadata"]["name"])
     assert promoted["metadata"]["labels"][f"{PREFIX}instance"] == target
-    print(f"switchover: {time.monotonic() - started:.1f}s from the annotation to the new primary")
+    took = time.monotonic() - started
+    done = len(writer.acknowledged)
+    await writer.wait_acknowledged(done + 20)
+    writer.stop()
+    await task
+    check = await asyncpg.connect(uri, ssl=tls, timeout=5)
+    stored = {row["n"] for row in await check.fetch("select n from writes")}
+    await check.close()
+    assert set(writer.acknowledged) <= stored
+    print(
+        f"switchover: {took:.1f}s from the annotation to the new primary; "
+        f"{len(writer.acknowledged)} writes acknowledged, {writer.failures} failed attempts, "
+        f"longest gap {writer.longest_gap:.1f}s"
+    )
+
+
+async def test_dynamic_configuration_and_pending_restarts(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
+    cluster = e2e_hippo(namespace)
+    cluster["spec"]["instances"][0]["replicas"] = 2
+    await kube.create(CLUSTERS, cluster)
+    await ready_cluster(kube, namespace, timeout=180)
+    promoted = await primary_pod(kube, namespace)
 
     # A dynamic configuration change reaches PostgreSQL on every instance through the DCS.
     parameters = {"postgresql": {"parameters": {"work_mem": "7MB"}}}

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import ssl
-
 import asyncpg
 import pytest
 
@@ -12,16 +9,21 @@ from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import CONFIG_MAPS, EVENTS, SECRETS
-from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql, ready_cluster
+from tests.e2e.cluster import (
+    CLUSTERS,
+    e2e_hippo,
+    primary_pod,
+    psql,
+    ready_cluster,
+    user_credentials,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
 async def _connect(kube: Client, namespace: str, user: str) -> asyncpg.Connection:
-    data = (await kube.get(SECRETS, f"hippo-pguser-{user}", namespace))["data"]
-    server = (await kube.get(SECRETS, "hippo-cluster-cert", namespace))["data"]
-    tls = ssl.create_default_context(cadata=base64.b64decode(server["ca.crt"]).decode())
-    return await asyncpg.connect(base64.b64decode(data["uri"]).decode(), ssl=tls, timeout=5)
+    uri, tls = await user_credentials(kube, namespace, user)
+    return await asyncpg.connect(uri, ssl=tls, timeout=5)
 
 
 async def _events(kube: Client, namespace: str, reason: str) -> list[JSON]:
@@ -63,7 +65,7 @@ async def test_users_change_rotate_and_init_sql(
         status = (await kube.get(CLUSTERS, "hippo", namespace))["status"]
         return bool(status.get("databaseInitSQL") == "init")
 
-    await wait_for(ran, timeout=360, interval=1)
+    await wait_for(ran, timeout=240, interval=1)
     assert await psql(control_plane, primary, namespace, "select n from zoo_init") == "42"
 
     # Two users: both log in; rhino has both of its databases.
