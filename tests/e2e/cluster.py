@@ -80,7 +80,7 @@ async def psql(plane: ControlPlane, pod: JSON, namespace: str, query: str) -> st
 
 
 class Writer:
-    """Inserts 1, 2, 3, ... through the primary Service, reconnecting after every failure."""
+    """Inserts increasing numbers through the primary Service, reconnecting after failures."""
 
     def __init__(self, uri: str, tls: ssl.SSLContext) -> None:
         self.uri, self.tls = uri, tls
@@ -93,18 +93,27 @@ class Writer:
         n, last = 0, time.monotonic()
         connection: asyncpg.Connection | None = None
         while not self._stop.is_set():
+            # Every attempt writes a new number: one that timed out may still have committed.
+            n += 1
             try:
                 if connection is None:
                     connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=2)
-                await connection.execute("insert into writes values ($1)", n + 1, timeout=2)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await connection.execute("insert into writes values ($1)", n, timeout=2)
+            # Any failure of the attempt, the client's own included (a connection whose
+            # previous statement timed out is unusable): count it, start a new connection.
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ):
                 self.failures += 1
                 if connection is not None:
                     connection.terminate()
                 connection = None
                 await asyncio.sleep(0.05)  # pacing of the retries, not synchronisation
                 continue
-            n += 1
             self.acknowledged.append(n)
             now = time.monotonic()
             self.longest_gap, last = max(self.longest_gap, now - last), now
