@@ -123,8 +123,8 @@ def test_delayed_keys_come_out_in_ready_time_order(delays: list[tuple[str, float
         queue.add_after(key, delay)
         # The queue orders by the time a key becomes ready: delays that differ by less than
         # the clock's float resolution become the same time, and may come out in either order.
-        ready = clock.now + delay
-        earliest[key] = min(ready, earliest.get(key, ready))
+        at = clock.now + delay
+        earliest[key] = min(at, earliest.get(key, at))
     clock.now += 1000
     order = []
     while (ready := queue.try_get()) is not None:
