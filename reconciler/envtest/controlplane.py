@@ -160,7 +160,6 @@ class ControlPlane:
         gateway = self.pod_network.gateway
         kubelet = Kubelet(
             client,
-            node_name=self.node_name,
             run_dir=self.run_dir,
             pod_network=self.pod_network,
             host_ip=gateway,

@@ -85,7 +85,7 @@ def container_env(
                     if source[key].get("optional"):
                         continue
                     raise volumes.VolumeError(f'{kind.lower()} "{source[key]["name"]}" not found')
-                data = volumes._key_data(obj, kind)
+                data = volumes.key_data(obj, kind)
                 env.update({prefix + k: v.decode() for k, v in data.items()})
     for item in container.get("env") or []:
         if "value" in item or "valueFrom" not in item:
@@ -106,7 +106,7 @@ def container_env(
             )
             selector = ref[key]
             obj = lookup(kind, namespace, selector["name"])
-            data = volumes._key_data(obj, kind) if obj is not None else {}
+            data = volumes.key_data(obj, kind) if obj is not None else {}
             if selector["key"] in data:
                 env[item["name"]] = data[selector["key"]].decode()
             elif not selector.get("optional"):
@@ -210,13 +210,11 @@ class Kubelet:
         self,
         client: Client,
         *,
-        node_name: str,
         run_dir: Path,
         pod_network: network.PodNetwork,
         host_ip: str,
     ) -> None:
         self.client = client
-        self.node_name = node_name
         self.run_dir = run_dir
         self.network = pod_network
         self.host_ip = host_ip

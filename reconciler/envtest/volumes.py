@@ -34,7 +34,8 @@ class VolumeError(RuntimeError):
     """A volume cannot be set up yet (a missing ConfigMap or Secret, a key not in it)."""
 
 
-def _key_data(obj: JSON, kind: str) -> dict[str, bytes]:
+def key_data(obj: JSON, kind: str) -> dict[str, bytes]:
+    """A ConfigMap's or Secret's keys with their bytes."""
     if kind == "Secret":
         return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
     data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
@@ -50,7 +51,7 @@ def _object_files(source: JSON, kind: str, namespace: str, lookup: Lookup, mode:
         if optional:
             return {}
         raise VolumeError(f'{kind.lower()} "{name}" not found')
-    data = _key_data(obj, kind)
+    data = key_data(obj, kind)
     items = source.get("items")
     if not items:
         return {key: (value, mode) for key, value in data.items()}
