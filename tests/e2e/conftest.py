@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,6 +38,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                         "`reconciler envtest isolated -- pytest tests/e2e`"
                     )
                 )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish() -> None:
+    # An error in pytest's own hooks after the last test (reporting, clean-up) ends the run
+    # with a bare traceback; keep only its innermost frames so that a CI excerpt of the output
+    # still shows the error itself.
+    sys.tracebacklimit = 8
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
