@@ -15,6 +15,7 @@ import structlog
 from reconciler import __version__
 from reconciler.config import Settings
 from reconciler.postgrescluster import controller as postgrescluster
+from reconciler.runtime import heap
 from reconciler.runtime.client import Client
 from reconciler.runtime.leader import LeaderElector
 from reconciler.runtime.manager import Manager
@@ -57,7 +58,11 @@ async def run(
         )
         for setup in CONTROLLERS:
             await setup(manager, settings)
-        return await _until_signal(manager)
+        collector = asyncio.create_task(heap.keep_frozen(), name="heap")
+        try:
+            return await _until_signal(manager)
+        finally:
+            collector.cancel()
 
 
 async def _until_signal(manager: Manager) -> int:
