@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -18,12 +19,36 @@ class ProcessFailedError(RuntimeError):
     """A control-plane process exited or never became healthy."""
 
 
+# Listening ports come from below the kernel's ephemeral range: a port the kernel hands out
+# (bind to port 0) is free only until it picks the same one as the local end of some outgoing
+# connection (there are thousands of those to the API server), and the listener then fails with
+# "address already in use".
+_LISTEN_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A TCP port on 127.0.0.1, outside the ephemeral range, that nothing is bound to now and
+    that this process has not handed out before."""
+    low = _ephemeral_low()
+    candidates = [p for p in _LISTEN_PORTS if p < low and p not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free TCP port in {_LISTEN_PORTS} below the ephemeral range ({low})")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class Process:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from reconciler.envtest.node import (
     persistent_volume,
     pod_status,
 )
+from reconciler.envtest.process import free_port
 
 
 def test_wrapper_module_pins_every_staging_module_to_the_matching_version() -> None:
@@ -87,3 +89,12 @@ def test_persistent_volume_is_prebound_to_its_claim(tmp_path: Path) -> None:
     assert volume["spec"]["capacity"] == {"storage": "5Gi"}
     assert volume["spec"]["claimRef"]["uid"] == "abc"
     assert volume["spec"]["hostPath"]["path"] == str(tmp_path / "pvc-abc")
+
+
+def test_listening_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low for port in ports)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", ports[0]))
