@@ -44,6 +44,14 @@ async def ready_cluster(kube: Client, namespace: str, timeout: float = 120) -> J
     return await wait_for(probe, timeout=timeout, interval=0.5)
 
 
+async def create_replicated(kube: Client, namespace: str, **spec: Any) -> None:
+    """Create hippo with a primary and a replica, and wait until it is Ready."""
+    cluster = e2e_hippo(namespace, **spec)
+    cluster["spec"]["instances"][0]["replicas"] = 2
+    await kube.create(CLUSTERS, cluster)
+    await ready_cluster(kube, namespace, timeout=180)
+
+
 async def pods_by_role(kube: Client, namespace: str) -> dict[str, list[JSON]]:
     """hippo's instance pods by Patroni's role label (`master`, `replica`, "" when none)."""
     selector = f"{PREFIX}cluster=hippo,{PREFIX}instance"
@@ -131,6 +139,18 @@ class Writer:
     def stop(self) -> None:
         """End the loop after the current attempt."""
         self._stop.set()
+
+    async def missing(self, connection: asyncpg.Connection) -> set[int]:
+        """The acknowledged writes that the table does not hold."""
+        stored = {row["n"] for row in await connection.fetch("select n from writes")}
+        return set(self.acknowledged) - stored
+
+    def summary(self) -> str:
+        """The write loop's numbers, for the test's report."""
+        return (
+            f"{len(self.acknowledged)} writes acknowledged, {self.failures} failed attempts, "
+            f"longest gap {self.longest_gap:.1f}s"
+        )
 
 
 async def user_credentials(

@@ -11,8 +11,7 @@ from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import ENDPOINTS
 from tests.e2e.cluster import (
-    CLUSTERS,
-    e2e_hippo,
+    create_replicated,
     pods_by_role,
     primary_pod,
     psql,
@@ -25,10 +24,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 async def test_replication_and_failover(
     kube: Client, namespace: str, control_plane: ControlPlane
 ) -> None:
-    cluster = e2e_hippo(namespace)
-    cluster["spec"]["instances"][0]["replicas"] = 2
-    await kube.create(CLUSTERS, cluster)
-    await ready_cluster(kube, namespace, timeout=180)
+    await create_replicated(kube, namespace)
     primary = await primary_pod(kube, namespace)
     replica = (await wait_for(lambda: _replicas(kube, namespace), timeout=60))[0]
 
