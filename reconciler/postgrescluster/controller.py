@@ -282,7 +282,10 @@ class PostgresClusterReconciler:
         replicas = [s for s in statefulsets if s["metadata"]["name"] not in primaries]
         stopping = replicas if any(not instances.is_primary(p) for p in pods) else statefulsets
         for sts in stopping:
-            if (sts.get("spec") or {}).get("replicas", 1) != 0:
+            if (sts.get("spec") or {}).get("replicas", 1) == 0:
+                continue
+            # Gone already (the cache lags a deletion): stopped, which is all this asks.
+            with contextlib.suppress(NotFoundError):
                 await self.client.patch(
                     STATEFUL_SETS,
                     sts["metadata"]["name"],

@@ -6,7 +6,11 @@
   an operator restart one GET /config per cluster replaces the PATCH PGO sends every time.
 - A switchover or failover runs when `spec.patroni.switchover.enabled` and the annotation
   `postgres-operator.crunchydata.com/trigger-switchover` holds a value not yet recorded in
-  `status.patroni.switchover` (PGO's contract); an impossible request becomes a Warning Event.
+  `status.patroni.switchover` (PGO's contract). An impossible request becomes a Warning Event
+  and the condition `SwitchoverRefused`, which settles that trigger: it is never carried out
+  later, when an edit of the spec would make it possible (PGO keeps retrying it, so a fixed
+  `targetInstance` switches over at once, before the user asks again). A new annotation value
+  asks again.
 - Members Patroni reports with `pending_restart` (a parameter that needs one changed) restart
   one at a time, replicas first, the primary last, and only while every member is running.
   This is looked at after the operator patched the configuration, and once per operator start.
@@ -27,11 +31,12 @@ from reconciler.postgres.connection import client_tls
 from reconciler.postgrescluster import cluster_config, instances, naming, patroni, tls
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.intent import JSON
+from reconciler.runtime import conditions
 from reconciler.runtime.resources import PODS, STATEFUL_SETS
 
 log = structlog.get_logger(__name__)
 
-TRIGGER_ANNOTATION = "postgres-operator.crunchydata.com/trigger-switchover"
+CONDITION_REFUSED = "SwitchoverRefused"
 _CONFIRMED = "patroni_configuration"
 # Until when (monotonic) to look for pending restarts: Patroni applies a new configuration in
 # its next loop, so they appear only after the PATCH.
@@ -49,9 +54,12 @@ def switchover_request(
     handled: str | None,
     instances_: Sequence[str],
     primary: str | None,
+    *,
+    refused: bool = False,
 ) -> tuple[str, str | None] | None:
-    """(type, target instance) when a switchover is asked for and not done yet, else None."""
-    if not (request or {}).get("enabled") or not trigger or trigger == handled:
+    """(type, target instance) when a switchover is asked for and neither done nor `refused`
+    yet, else None."""
+    if not (request or {}).get("enabled") or not trigger or trigger == handled or refused:
         return None
     assert request is not None
     kind = str(request.get("type") or "Switchover")
@@ -60,18 +68,37 @@ def switchover_request(
         known = ", ".join(sorted(instances_)) or "none yet"
         raise InvalidSwitchover(
             f'spec.patroni.switchover.targetInstance "{target}" is not an instance of this '
-            f"cluster (instances: {known}); name one of them and change the annotation again"
+            f"cluster (instances: {known}); name one of them"
         )
     if kind == "Failover" and not target:
         raise InvalidSwitchover(
             "spec.patroni.switchover.type Failover needs targetInstance: set it to the "
-            "instance to promote and change the annotation again"
+            "instance to promote"
         )
     if kind == "Switchover" and len(instances_) < 2:
         raise InvalidSwitchover(
             "a switchover needs at least two instances; add a replica (spec.instances[].replicas)"
         )
     return kind, str(target) if target else None
+
+
+def _refusal(trigger: str) -> str:
+    # The condition's message starts by naming the trigger it settles: a refusal outlives an
+    # operator restart without a status field PGO's CRD does not have.
+    return f"Trigger {json.dumps(trigger)} refused: "
+
+
+def refusal_message(trigger: str, error: InvalidSwitchover) -> str:
+    """The `SwitchoverRefused` message (and Event) for `trigger`."""
+    return (
+        f"{_refusal(trigger)}{error}. It is not carried out later: correct the spec, then "
+        "change the annotation again"
+    )
+
+
+def refuses(condition: Mapping[str, Any], trigger: str | None) -> bool:
+    """Whether the `SwitchoverRefused` condition settles this trigger."""
+    return bool(trigger) and str(condition.get("message", "")).startswith(_refusal(trigger or ""))
 
 
 def config_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> JSON:
@@ -175,8 +202,12 @@ async def _restart_pending(ctx: Context, client: PatroniClient) -> None:
 
 async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> None:
     annotations = ctx.raw["metadata"].get("annotations") or {}
-    trigger = annotations.get(TRIGGER_ANNOTATION)
+    trigger = annotations.get(naming.ANNOTATION_SWITCHOVER)
     status = ctx.status.setdefault("patroni", {})
+    refusal = conditions.find(ctx.status.get("conditions") or [], CONDITION_REFUSED)
+    if refusal is not None and not refuses(refusal, trigger):
+        ctx.clear_condition(CONDITION_REFUSED)  # the annotation changed or went away
+        refusal = None
     names = [
         s["metadata"]["name"]
         for s in ctx.cluster_objects(STATEFUL_SETS, {naming.LABEL_INSTANCE: None})
@@ -190,11 +221,13 @@ async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> Non
             status.get("switchover"),
             names,
             current,
+            refused=refusal is not None,
         )
     except InvalidSwitchover as error:
-        if ctx.memory.get("switchover_rejected") != trigger:
-            await ctx.warn("SwitchoverInvalid", str(error))
-            ctx.memory["switchover_rejected"] = trigger
+        assert trigger is not None
+        message = refusal_message(trigger, error)
+        ctx.set_condition(CONDITION_REFUSED, "True", "SwitchoverInvalid", message)
+        await ctx.warn("SwitchoverInvalid", message)
         return
     if request is None:
         return

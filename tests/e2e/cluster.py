@@ -87,6 +87,13 @@ async def psql(plane: ControlPlane, pod: JSON, namespace: str, query: str) -> st
     return output.decode().strip()
 
 
+async def timeline(plane: ControlPlane, pod: JSON, namespace: str) -> int:
+    """The timeline the primary in `pod` writes WAL on (the first 8 hex digits of its WAL file
+    name), exact at once, unlike the last checkpoint's."""
+    query = "select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+    return int(await psql(plane, pod, namespace, query), 16)
+
+
 class Writer:
     """Inserts increasing numbers through the primary Service, reconnecting after failures."""
 

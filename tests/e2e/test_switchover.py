@@ -20,22 +20,28 @@ from tests.e2e.cluster import (
     pods_by_role,
     primary_pod,
     psql,
+    ready_cluster,
+    timeline,
     user_credentials,
 )
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-async def test_switchover_by_annotation_under_writes(kube: Client, namespace: str) -> None:
+async def test_switchover_by_annotation_under_writes(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
     await create_replicated(kube, namespace, patroni={"switchover": {"enabled": True}})
     primary = await primary_pod(kube, namespace)
+    # A new cluster's primary is the one that bootstrapped it: no failover on the way.
+    assert await timeline(control_plane, primary, namespace) == 1
     instances = (
         await kube.list(STATEFUL_SETS, namespace, label_selector=f"{PREFIX}instance")
     ).items
     current = primary["metadata"]["labels"][f"{PREFIX}instance"]
     target = next(s["metadata"]["name"] for s in instances if s["metadata"]["name"] != current)
 
-    # An impossible target is refused with an Event, and nothing is recorded.
+    # An impossible target is refused with a condition and an Event, and nothing is recorded.
     await _patch(kube, namespace, {"spec": {"patroni": {"switchover": {"targetInstance": "nope"}}}})
     await _annotate(kube, namespace, "first")
 
@@ -44,8 +50,18 @@ async def test_switchover_by_annotation_under_writes(kube: Client, namespace: st
         return any(e["reason"] == "SwitchoverInvalid" for e in events["items"])
 
     await wait_for(refused, timeout=60, interval=0.5)
+    assert "SwitchoverRefused" in _conditions(await kube.get(CLUSTERS, "hippo", namespace))
 
-    # The switchover itself, under a continuous write loop through the primary Service.
+    # Correcting the spec alone does not carry out the refused trigger: once the operator has
+    # reconciled that generation, nothing has switched over.
+    await _patch(kube, namespace, {"spec": {"patroni": {"switchover": {"targetInstance": target}}}})
+    cluster = await ready_cluster(kube, namespace)
+    assert "switchover" not in cluster["status"]["patroni"]
+    assert "SwitchoverRefused" in _conditions(cluster)
+    assert (await primary_pod(kube, namespace))["metadata"]["name"] == primary["metadata"]["name"]
+
+    # The switchover itself, asked for again, under a continuous write loop through the primary
+    # Service.
     uri, tls = await user_credentials(kube, namespace)
 
     async def writable() -> bool:
@@ -62,15 +78,17 @@ async def test_switchover_by_annotation_under_writes(kube: Client, namespace: st
     task = asyncio.create_task(writer.run())
     await writer.wait_acknowledged(20, timeout=30)
     started = time.monotonic()
-    await _patch(kube, namespace, {"spec": {"patroni": {"switchover": {"targetInstance": target}}}})
     await _annotate(kube, namespace, "second")
 
     async def switched() -> JSON | None:
-        status = (await kube.get(CLUSTERS, "hippo", namespace)).get("status") or {}
-        return status if (status.get("patroni") or {}).get("switchover") == "second" else None
+        cluster = await kube.get(CLUSTERS, "hippo", namespace)
+        status = cluster.get("status") or {}
+        return cluster if (status.get("patroni") or {}).get("switchover") == "second" else None
 
-    status = await wait_for(switched, timeout=120, interval=0.5)
-    assert status["patroni"]["switchoverTimeline"] == 1
+    cluster = await wait_for(switched, timeout=120, interval=0.5)
+    # PGO's switchoverTimeline: the timeline the switchover started from.
+    assert cluster["status"]["patroni"]["switchoverTimeline"] == 1
+    assert "SwitchoverRefused" not in _conditions(cluster)
     promoted = await primary_pod(kube, namespace, other_than=primary["metadata"]["name"])
     assert promoted["metadata"]["labels"][f"{PREFIX}instance"] == target
     took = time.monotonic() - started
@@ -81,6 +99,7 @@ async def test_switchover_by_annotation_under_writes(kube: Client, namespace: st
     check = await asyncpg.connect(uri, ssl=tls, timeout=5)
     assert not await writer.missing(check)
     await check.close()
+    assert await timeline(control_plane, promoted, namespace) == 2
     print(f"switchover: {took:.1f}s from the annotation to the new primary; {writer.summary()}")
 
 
@@ -114,6 +133,10 @@ async def test_dynamic_configuration_and_pending_restarts(
 
 async def _patch(kube: Client, namespace: str, patch: JSON) -> None:
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+
+
+def _conditions(cluster: JSON) -> set[str]:
+    return {c["type"] for c in (cluster.get("status") or {}).get("conditions") or []}
 
 
 async def _annotate(kube: Client, namespace: str, value: str) -> None:

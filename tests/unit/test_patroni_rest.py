@@ -8,6 +8,8 @@ from reconciler.postgrescluster.patroni_rest import (
     InvalidSwitchover,
     config_patch,
     next_restart,
+    refusal_message,
+    refuses,
     switchover_request,
 )
 
@@ -49,6 +51,25 @@ def test_impossible_requests_say_what_to_change(
 ) -> None:
     with pytest.raises(InvalidSwitchover, match=message):
         switchover_request(request_, "x", None, instances, instances[0])
+
+
+def test_a_refused_trigger_is_settled_until_the_annotation_changes() -> None:
+    """Correcting the spec alone never carries out a trigger that was refused: the switchover
+    would otherwise run before the user asks again (and again when they do)."""
+    invalid = {"enabled": True, "targetInstance": "nope"}
+    with pytest.raises(InvalidSwitchover) as error:
+        switchover_request(invalid, "first", None, INSTANCES, INSTANCES[0])
+    condition = {"type": "SwitchoverRefused", "message": refusal_message("first", error.value)}
+    assert 'targetInstance "nope"' in condition["message"]
+    assert refuses(condition, "first")
+    assert not refuses(condition, "second")
+    assert not refuses(condition, "firs")
+    assert not refuses(condition, None)
+
+    corrected = {"enabled": True, "targetInstance": INSTANCES[1]}
+    args = (corrected, "first", None, INSTANCES, INSTANCES[0])
+    assert switchover_request(*args, refused=refuses(condition, "first")) is None
+    assert switchover_request(*args) == ("Switchover", INSTANCES[1])
 
 
 def test_config_patch_holds_only_what_differs() -> None:
