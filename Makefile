@@ -30,8 +30,8 @@ packages:
 			--no-install-recommends $$missing; \
 	fi
 
-## demo: a local control plane with a node, and a sample StatefulSet running on it
-demo: binaries
+## demo: a local control plane with a process node, the operator, hippo on real PostgreSQL
+demo: binaries packages
 	$(BIN)/python -m reconciler.demo --dir $(ENVTEST_DIR)
 
 ## down: stop the demo's control plane

@@ -94,6 +94,29 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+_ENVTEST_ACTIONS = {
+    "up": "start a control plane in the background and print its kubeconfig",
+    "down": "stop it; no process is left behind",
+    "status": "exit 0 when it runs, 3 when not",
+    "build": "only build (or locate) the control-plane binaries",
+    "serve": "run a control plane in the foreground",
+    "isolated": "run COMMAND in network and mount namespaces of its own (the e2e tier)",
+    "exec": "run COMMAND beside a control plane started with --process-node",
+}
+
+
+def _envtest_options(parser: argparse.ArgumentParser, default: str) -> None:
+    # Accepted before and after the action, as users type them; `default` SUPPRESS keeps a
+    # value given before the action from being reset by the action's parser.
+    parser.add_argument("--dir", default=default, help="run directory (default: .envtest)")
+    parser.add_argument(
+        "--process-node",
+        action="store_true",
+        default=default,
+        help="up/serve: pods run as processes, in namespaces of the run's own (as root)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     root = argparse.ArgumentParser(
@@ -108,23 +131,15 @@ def parser() -> argparse.ArgumentParser:
     envtest = commands.add_parser(
         "envtest", help="a local Kubernetes control plane (etcd, apiserver, controllers, a node)"
     )
-    envtest.add_argument(
-        "action",
-        choices=["up", "down", "status", "build", "serve", "isolated", "exec"],
-        help="up: start in the background and print the kubeconfig; down: stop; status; "
-        "build: only build the binaries; serve: run in the foreground; isolated -- CMD: run "
-        "CMD in network and mount namespaces of its own (the e2e tier); exec -- CMD: run CMD "
-        "beside a control plane started with --process-node",
-    )
-    envtest.add_argument(
-        "--process-node",
-        action="store_true",
-        help="up/serve: pods run as processes, in namespaces of the run's own (as root)",
-    )
-    # After `--`, everything is the command of `isolated` and `exec`, options included.
-    envtest.add_argument("command_args", nargs="*", help=argparse.SUPPRESS)
-    envtest.add_argument("--dir", default=".envtest", help="run directory (default: .envtest)")
-    envtest.set_defaults(func=_envtest)
+    _envtest_options(envtest, argparse.SUPPRESS)  # also before the action, with the defaults
+    envtest.set_defaults(dir=".envtest", process_node=False, func=_envtest)
+    actions = envtest.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, help_ in _ENVTEST_ACTIONS.items():
+        sub = actions.add_parser(action, help=help_, description=help_)
+        _envtest_options(sub, argparse.SUPPRESS)
+        if action in ("isolated", "exec"):
+            # After `--`, everything is the command, its options included.
+            sub.add_argument("command_args", nargs="*", metavar="-- COMMAND [ARG...]")
 
     crd = commands.add_parser(
         "crd", help="print the CustomResourceDefinitions, generated from the API models"

@@ -3,8 +3,8 @@
 The pods run for real on the process node (PostgreSQL 15 and Patroni from Debian's packages),
 inside network and mount namespaces of the demo's own; the demo ends with a query sent with the
 credentials of `hippo-pguser-hippo`, over TLS verified against the cluster's CA. Everything
-keeps running afterwards (`make down` stops it); look around with
-`.venv/bin/reconciler envtest exec -- kubectl --kubeconfig .envtest/kubeconfig ...`.
+keeps running afterwards (`make down` stops it); look around with plain `kubectl` once
+`.envtest/bin` is on PATH (a wrapper that runs it beside the control plane).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import asyncpg
 import yaml
 
 from reconciler.api import crd
-from reconciler.envtest import binaries, daemon, images, isolation
+from reconciler.envtest import daemon, images, isolation
 from reconciler.envtest.process import free_port
 from reconciler.runtime.client import JSON, Client, ConflictError
 from reconciler.runtime.resources import (
@@ -178,12 +178,13 @@ def main() -> None:
     print(f"\nhippo Ready {time.monotonic() - applied:.1f}s after it was applied")
     answer = asyncio.run(_query(kubeconfig))
     print(f"query as hippo (uri of hippo-pguser-hippo, TLS verify-full): {answer}")
-    kubectl = binaries.ensure() / "kubectl"
     print(
-        f"explore: .venv/bin/reconciler envtest exec -- {kubectl} --kubeconfig {kubeconfig} "
-        f"-n {NAMESPACE} get postgrescluster,all"
+        "\nnext, in your shell:\n"
+        f"  export PATH={run_dir / 'bin'}:$PATH\n"
+        f"  kubectl -n {NAMESPACE} get postgrescluster,pods,services,secrets\n"
+        f"  kubectl -n {NAMESPACE} describe postgrescluster hippo\n"
+        "  make down    # stop everything"
     )
-    print("stop:    make down")
 
 
 if __name__ == "__main__":

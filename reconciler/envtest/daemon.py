@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,8 +34,14 @@ def up(run_dir: Path, *, process_node: bool = False) -> Path:
     supervisor's own: reach it through `enter(run_dir, argv)` (`reconciler envtest exec`).
     """
     run_dir = run_dir.resolve()
-    if running(run_dir):
-        return run_dir / "kubeconfig"
+    if not running(run_dir):
+        _start(run_dir, process_node=process_node)
+    if process_node:
+        write_kubectl(run_dir)
+    return run_dir / "kubeconfig"
+
+
+def _start(run_dir: Path, *, process_node: bool) -> None:
     print(f"Control-plane binaries: {binaries.ensure()}", file=sys.stderr)
     run_dir.mkdir(parents=True, exist_ok=True)
     for marker in (_READY, _FAILED):
@@ -66,7 +73,20 @@ def up(run_dir: Path, *, process_node: bool = False) -> Path:
                 f"the control plane was not ready in {UP_TIMEOUT:.0f}s; see {run_dir}"
             )
         time.sleep(0.1)
-    return run_dir / "kubeconfig"
+
+
+def write_kubectl(run_dir: Path) -> Path:
+    """`run_dir/bin/kubectl`: plain `kubectl` for the user's own shell (with `run_dir/bin` on
+    PATH), run beside the control plane with its kubeconfig: Service and pod addresses are
+    reachable only from inside its namespaces."""
+    wrapper = run_dir / "bin" / "kubectl"
+    wrapper.parent.mkdir(exist_ok=True)
+    reconciler = [sys.executable, "-m", "reconciler", "envtest", "exec", "--dir", str(run_dir)]
+    kubectl = [str(binaries.ensure() / "kubectl"), "--kubeconfig", str(run_dir / "kubeconfig")]
+    command = " ".join(shlex.quote(word) for word in [*reconciler, "--", *kubectl])
+    wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def serve(run_dir: Path, *, process_node: bool = False) -> None:
