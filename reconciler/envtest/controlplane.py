@@ -18,11 +18,11 @@ from typing import Self
 import aiohttp
 import yaml
 
-from reconciler import x509
 from reconciler.envtest import binaries, isolation, network
 from reconciler.envtest.kubelet import Kubelet
 from reconciler.envtest.node import NodeAgent
 from reconciler.envtest.process import Process, free_port
+from reconciler.pki import x509
 from reconciler.runtime.client import Client, NotFoundError
 from reconciler.runtime.resources import NAMESPACES, NODES, SERVICE_ACCOUNTS
 

@@ -2,7 +2,7 @@
 
 The operator mints a short-lived client certificate for the `postgres` superuser from the
 namespace's root CA (whose key only it holds) for each connection; PostgreSQL accepts it through
-the pg_hba rule `hostssl all "postgres" all "cert"` (see `postgrescluster.patroni`). The server
+the pg_hba rule `hostssl all "postgres" all "cert"` (see `postgres.hba`). The server
 is verified against the same root, for the primary Service's name.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from reconciler import x509
+from reconciler.pki import x509
 
 SUPERUSER = "postgres"
 CLIENT_CERTIFICATE_LIFETIME = datetime.timedelta(hours=1)

@@ -7,30 +7,19 @@ skip what is already in place; so a reconcile of a converged cluster sends no wr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from reconciler import naming
 from reconciler.api import PostgresCluster
-from reconciler.postgrescluster import naming
-from reconciler.postgrescluster.intent import JSON, Owner
+from reconciler.intent import Owner
+from reconciler.pki import x509
+from reconciler.postgrescluster.observed import Instances, Reader
 from reconciler.runtime import conditions, drift
-from reconciler.runtime.client import Client, NotFoundError
+from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.controller import Result
 from reconciler.runtime.resources import Resource
-
-
-class Reader(Protocol):
-    """Read access to the informer cache."""
-
-    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
-        """The cached object, or None."""
-        ...
-
-    def list(
-        self, resource: Resource, namespace: str | None, labels: Mapping[str, str | None]
-    ) -> list[JSON]:
-        """Cached objects matching `labels` (a None value means: the key exists)."""
-        ...
 
 
 class Recorder(Protocol):
@@ -53,6 +42,34 @@ class Environment:
 
 
 @dataclass
+class Memory:
+    """What the controller keeps for one cluster from one reconcile to the next. It is lost
+    when the operator restarts, so every field must be safe to rebuild from the cluster."""
+
+    # Instances created but not cached yet, by name: their set (else a quick second reconcile
+    # would create the same instances again).
+    pending_instances: dict[str, str] = field(default_factory=dict)
+    # Digest of the DCS configuration Patroni was found or made to hold.
+    patroni_configuration: str = ""
+    # Until when (monotonic) to look for pending restarts; 0: once, after an operator start;
+    # None: not looking.
+    restarts_watch_until: float | None = 0.0
+    # The member last restarted for a pending restart, and when (monotonic).
+    last_restart: tuple[str, float] = ("", 0.0)
+    custom_tls_warned: bool = False
+    # databaseInitSQL's back-off: (next attempt (monotonic), current delay).
+    database_init_retry: tuple[float, float] | None = None
+
+
+def image_key(spec: JSON) -> str:
+    """The name, without `RELATED_IMAGE_`, of the variable giving the cluster's image."""
+    key = f"POSTGRES_{spec['postgresVersion']}"
+    if spec.get("postGISVersion"):
+        key += f"_GIS_{spec['postGISVersion']}"
+    return key
+
+
+@dataclass
 class Context:
     """One reconcile of one PostgresCluster."""
 
@@ -63,11 +80,25 @@ class Context:
     client: Client
     recorder: Recorder
     environment: Environment
+    instances: Instances
     status: JSON = field(default_factory=dict)
-    # Set by earlier steps for later ones: the namespace's root certificate, etc.
-    shared: dict[str, Any] = field(default_factory=dict)
-    # Kept by the controller for this cluster from one reconcile to the next.
-    memory: dict[str, Any] = field(default_factory=dict)
+    memory: Memory = field(default_factory=Memory)
+    # The namespace's root certificate: set by the first step, read by those that connect.
+    root: x509.Certificate | None = None
+
+    @property
+    def root_ca(self) -> x509.Certificate:
+        """The namespace's root certificate (the `tls` step, which runs first, sets it)."""
+        if self.root is None:
+            raise RuntimeError("the root certificate is read before the tls step set it")
+        return self.root
+
+    @property
+    def postgres_image(self) -> str | None:
+        """`spec.image`, else `RELATED_IMAGE_POSTGRES_<v>[_GIS_<postgis>]`; None when neither."""
+        if self.spec.get("image"):
+            return str(self.spec["image"])
+        return self.environment.images.get(image_key(self.spec))
 
     @property
     def owner(self) -> Owner:
@@ -141,3 +172,8 @@ class Context:
         self.status["conditions"] = conditions.remove_condition(
             self.status.get("conditions") or [], type_
         )
+
+
+# A subreconciler: converge one part of the cluster; a Result asks to be called again later
+# (something external to wait for), None when only an event can change what it sees.
+Step = Callable[[Context], Awaitable[Result | None]]

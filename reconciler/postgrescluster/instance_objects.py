@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from reconciler.postgrescluster import naming
-from reconciler.postgrescluster.intent import JSON, Owner, metadata
+from reconciler import naming
+from reconciler.intent import Owner, metadata
+from reconciler.runtime.client import JSON
 
 
 def data_volume(owner: Owner, instance_set: JSON, instance: str, *, wal: bool = False) -> JSON:

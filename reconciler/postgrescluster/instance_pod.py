@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.postgrescluster import naming, patroni, scripts
-from reconciler.postgrescluster.intent import (
-    JSON,
-    Owner,
-    merged_labels_and_annotations,
-    metadata,
-)
+from reconciler import naming
+from reconciler.intent import Owner, merged_labels_and_annotations, metadata
+from reconciler.patroni import config as patroni_config
+from reconciler.postgres import config as postgres_config
+from reconciler.postgrescluster import scripts
+from reconciler.runtime.client import JSON
 
 POSTGRES_UID = 26
 TMP_SIZE_LIMIT = "16Mi"
@@ -46,8 +45,8 @@ def _mount(name: str, path: str, *, read_only: bool = False) -> JSON:
 def _postgres_env(spec: JSON) -> list[JSON]:
     version = spec["postgresVersion"]
     return [
-        {"name": "PGDATA", "value": patroni.data_directory(version)},
-        {"name": "PGHOST", "value": patroni.SOCKET_DIRECTORY},
+        {"name": "PGDATA", "value": postgres_config.data_directory(version)},
+        {"name": "PGHOST", "value": postgres_config.SOCKET_DIRECTORY},
         {"name": "PGPORT", "value": str(spec["port"])},
         {"name": "KRB5_CONFIG", "value": "/etc/postgres/krb5.conf"},
         {"name": "KRB5RCACHEDIR", "value": "/tmp"},
@@ -72,14 +71,14 @@ def _patroni_env(owner: Owner, spec: JSON) -> list[JSON]:
         },
         {"name": "PATRONI_POSTGRESQL_CONNECT_ADDRESS", "value": f"$(PATRONI_NAME).{pods}:{port}"},
         {"name": "PATRONI_POSTGRESQL_LISTEN", "value": f"*:{port}"},
-        {"name": "PATRONI_POSTGRESQL_CONFIG_DIR", "value": patroni.data_directory(version)},
-        {"name": "PATRONI_POSTGRESQL_DATA_DIR", "value": patroni.data_directory(version)},
+        {"name": "PATRONI_POSTGRESQL_CONFIG_DIR", "value": postgres_config.data_directory(version)},
+        {"name": "PATRONI_POSTGRESQL_DATA_DIR", "value": postgres_config.data_directory(version)},
         {
             "name": "PATRONI_RESTAPI_CONNECT_ADDRESS",
             "value": f"$(PATRONI_NAME).{pods}:{patroni_port}",
         },
         {"name": "PATRONI_RESTAPI_LISTEN", "value": f"*:{patroni_port}"},
-        {"name": "PATRONICTL_CONFIG_FILE", "value": patroni.CONFIG_DIRECTORY},
+        {"name": "PATRONICTL_CONFIG_FILE", "value": patroni_config.CONFIG_DIRECTORY},
     ]
 
 
@@ -208,7 +207,7 @@ def _volumes(owner: Owner, spec: JSON, instance_set: JSON, instance: str) -> lis
 
 def _database_mounts(spec: JSON, instance_set: JSON) -> list[JSON]:
     mounts = [
-        _mount("cert-volume", patroni.TLS_DIRECTORY, read_only=True),
+        _mount("cert-volume", postgres_config.TLS_DIRECTORY, read_only=True),
         _mount("postgres-data", "/pgdata"),
         _mount("database-containerinfo", "/etc/database-containerinfo", read_only=True),
     ]
@@ -218,7 +217,7 @@ def _database_mounts(spec: JSON, instance_set: JSON) -> list[JSON]:
         mounts.append(_mount("postgres-wal", "/pgwal"))
     return [
         *mounts,
-        _mount("patroni-config", patroni.CONFIG_DIRECTORY, read_only=True),
+        _mount("patroni-config", patroni_config.CONFIG_DIRECTORY, read_only=True),
         _mount("tmp", "/tmp"),
         _mount("dshm", "/dev/shm"),
     ]
@@ -253,7 +252,7 @@ def pod_spec(
     """The pod of one instance: Patroni running PostgreSQL, and its helpers."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
-    wal = patroni.wal_directory(
+    wal = postgres_config.wal_directory(
         version, separate_volume=bool(instance_set.get("walVolumeClaimSpec"))
     )
     pull_policy = (
@@ -271,7 +270,7 @@ def pod_spec(
         }
 
     startup_mounts = [
-        _mount("cert-volume", patroni.TLS_DIRECTORY, read_only=True),
+        _mount("cert-volume", postgres_config.TLS_DIRECTORY, read_only=True),
         _mount("postgres-data", "/pgdata"),
     ]
     if instance_set.get("walVolumeClaimSpec"):
@@ -295,7 +294,7 @@ def pod_spec(
     containers = [
         container(
             naming.CONTAINER_DATABASE,
-            ["patroni", patroni.CONFIG_DIRECTORY],
+            ["patroni", patroni_config.CONFIG_DIRECTORY],
             env=[*_postgres_env(spec), *_patroni_env(owner, spec), *_NSS_ENV],
             ports=[
                 {"name": naming.PORT_POSTGRES, "containerPort": spec["port"], "protocol": "TCP"}
@@ -313,7 +312,7 @@ def pod_spec(
             )
             or {},
             volumeMounts=[
-                _mount("cert-volume", patroni.TLS_DIRECTORY, read_only=True),
+                _mount("cert-volume", postgres_config.TLS_DIRECTORY, read_only=True),
                 _mount("postgres-data", "/pgdata"),
                 _mount("tmp", "/tmp"),
             ],

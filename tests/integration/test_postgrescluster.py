@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import pytest_asyncio
+import yaml
 from cryptography import x509 as cx509
 
 from reconciler.api import crd
@@ -20,7 +21,8 @@ from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
 from reconciler.envtest.controlplane import ControlPlane
 from reconciler.envtest.pytest_plugin import wait_for
-from reconciler.postgrescluster import certificates, controller, pki
+from reconciler.pki import authority, certificates
+from reconciler.postgrescluster import controller
 from reconciler.postgrescluster.context import Environment
 from reconciler.runtime import metrics
 from reconciler.runtime.client import JSON, Client, NotFoundError
@@ -435,6 +437,53 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
     assert "nodePort" not in service["spec"]["ports"][0]
 
 
+async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
+    """hippo's backups (and a proxy) are accepted but not run yet: a condition and one Warning
+    say so, and WAL archiving does not wait for a repository that does not exist."""
+    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}})
+    await kube.create(CLUSTERS, cluster)
+    condition = await wait_for(
+        lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
+    )
+    assert condition["message"].startswith("spec.backups.pgbackrest, spec.proxy: accepted")
+    event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
+    assert event["type"] == "Warning"
+    config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
+    dcs = yaml.safe_load(config["data"]["patroni.yaml"])["bootstrap"]["dcs"]
+    assert dcs["postgresql"]["parameters"]["archive_command"] == "true"
+    assert "pgbackrest" not in config["data"]["patroni.yaml"]
+
+    # Without those sections the condition goes away.
+    patch = {"spec": {"proxy": None, "backups": None}}
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+
+    async def cleared() -> bool:
+        found = await kube.get(CLUSTERS, "hippo", namespace)
+        types = {c["type"] for c in (found.get("status") or {}).get("conditions") or []}
+        return "UnsupportedSpec" not in types
+
+    await wait_for(cleared)
+
+
+async def test_a_failing_step_is_reported_in_status(kube: Client, namespace: str) -> None:
+    """A Service the API server refuses (a nodePort outside its range) stops the reconcile:
+    the status says which step failed and why, with an Event, while the operator retries."""
+    service = {"type": "NodePort", "nodePort": 80}
+    await kube.create(CLUSTERS, _hippo(namespace, service=service))
+    condition = await wait_for(lambda: _condition(kube, namespace, "ReconcileFailed", "StepFailed"))
+    assert condition["message"].startswith("step services failed:")
+    assert "nodePort" in condition["message"]
+    event = await wait_for(lambda: _event(kube, namespace, "ReconcileFailed"))
+    assert event["type"] == "Warning"
+
+    # Fixed, the cluster converges and the condition goes.
+    await kube.patch(
+        CLUSTERS, "hippo", {"spec": {"service": {"nodePort": 32002}}}, namespace=namespace
+    )
+    cluster = await _ready(kube, namespace)
+    assert "ReconcileFailed" not in {c["type"] for c in cluster["status"]["conditions"]}
+
+
 async def test_certificate_near_expiry_is_renewed(kube: Client, namespace: str) -> None:
     """A leaf past two thirds of its life is replaced by a fresh one from the same root."""
     await kube.create(CLUSTERS, _hippo(namespace))
@@ -445,7 +494,7 @@ async def test_certificate_near_expiry_is_renewed(kube: Client, namespace: str) 
     assert root is not None
     aged = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=300)
     common_name, names = certificates.replication_names()
-    old = pki.issue_leaf(root, common_name, names, aged)
+    old = authority.issue_leaf(root, common_name, names, aged)
     data = {
         "tls.crt": base64.b64encode(old.certificate_pem).decode(),
         "tls.key": base64.b64encode(old.key_pem).decode(),

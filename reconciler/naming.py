@@ -1,0 +1,166 @@
+"""The names, labels and annotations PGO v5 gives its objects; kept identical for drop-in use.
+
+Everything a user or a tool may select on (Secrets, Services, labels) is spelled here once.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+PREFIX = "postgres-operator.crunchydata.com/"
+
+# Labels
+LABEL_CLUSTER = PREFIX + "cluster"
+LABEL_INSTANCE = PREFIX + "instance"
+LABEL_INSTANCE_SET = PREFIX + "instance-set"
+LABEL_PATRONI = PREFIX + "patroni"
+LABEL_ROLE = PREFIX + "role"
+LABEL_CLUSTER_CERTIFICATE = PREFIX + "cluster-certificate"
+LABEL_DATA = PREFIX + "data"
+LABEL_POSTGRES_USER = PREFIX + "pguser"
+LABEL_STARTUP_INSTANCE = PREFIX + "startup-instance"
+
+# Label values
+ROLE_PRIMARY = "primary"
+ROLE_REPLICA = "replica"
+ROLE_PATRONI_LEADER = "master"
+ROLE_PATRONI_REPLICA = "replica"
+ROLE_POSTGRES_DATA = "pgdata"
+ROLE_POSTGRES_WAL = "pgwal"
+ROLE_POSTGRES_USER = "pguser"
+DATA_POSTGRES = "postgres"
+DATA_PGBACKREST = "pgbackrest"
+
+# Annotations
+FINALIZER = PREFIX + "finalizer"
+ANNOTATION_SWITCHOVER = PREFIX + "trigger-switchover"
+ANNOTATION_AUTO_CREATE_USER_SCHEMA = PREFIX + "autoCreateUserSchema"
+ANNOTATION_AUTHORIZE_BACKUP_REMOVAL = PREFIX + "authorizeBackupRemoval"
+ANNOTATION_DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+
+# Containers, ports, users
+CONTAINER_DATABASE = "database"
+CONTAINER_STARTUP = "postgres-startup"
+CONTAINER_NSS_WRAPPER_INIT = "nss-wrapper-init"
+CONTAINER_REPLICATION_CERT_COPY = "replication-cert-copy"
+PORT_POSTGRES = "postgres"
+REPLICATION_USER = "_crunchyrepl"
+ROOT_CA_SECRET = "pgo-root-cacert"
+
+# Kubernetes' util/rand alphabet: no vowels (no words) and no look-alike characters.
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+FIELD_MANAGER = "postgrescluster-controller"
+CLUSTER_DOMAIN = "cluster.local"
+
+
+def cluster_config_map(cluster: str) -> str:
+    """The ConfigMap with the cluster-wide Patroni configuration."""
+    return f"{cluster}-config"
+
+
+def cluster_pod_service(cluster: str) -> str:
+    """The headless Service that gives every pod of the cluster a DNS name."""
+    return f"{cluster}-pods"
+
+
+def cluster_primary_service(cluster: str) -> str:
+    """The Service clients use to reach the primary."""
+    return f"{cluster}-primary"
+
+
+def cluster_replica_service(cluster: str) -> str:
+    """The Service that balances over the replicas."""
+    return f"{cluster}-replicas"
+
+
+def cluster_instance_rbac(cluster: str) -> str:
+    """The ServiceAccount, Role and RoleBinding of the instance pods (Patroni's DCS access)."""
+    return f"{cluster}-instance"
+
+
+def patroni_scope(cluster: str) -> str:
+    """Patroni's scope, also the name of its leader Service and Endpoints."""
+    return f"{cluster}-ha"
+
+
+def patroni_distributed_configuration(cluster: str) -> str:
+    """The Service (and Patroni's Endpoints) holding the DCS configuration."""
+    return f"{cluster}-ha-config"
+
+
+def cluster_certificate_secret(cluster: str) -> str:
+    """The Secret with the server certificate of the primary and replica Services."""
+    return f"{cluster}-cluster-cert"
+
+
+def replication_certificate_secret(cluster: str) -> str:
+    """The Secret with the replication user's client certificate."""
+    return f"{cluster}-replication-cert"
+
+
+def instance_config_map(instance: str) -> str:
+    """The ConfigMap with one instance's Patroni configuration."""
+    return f"{instance}-config"
+
+
+def instance_certificates(instance: str) -> str:
+    """The Secret with one instance's certificates."""
+    return f"{instance}-certs"
+
+
+def instance_data_volume(instance: str) -> str:
+    """The PVC with one instance's data directory."""
+    return f"{instance}-pgdata"
+
+
+def instance_wal_volume(instance: str) -> str:
+    """The PVC with one instance's WAL, when the spec separates it."""
+    return f"{instance}-pgwal"
+
+
+def instance_set_disruption_budget(cluster: str, instance_set: str) -> str:
+    """The PodDisruptionBudget of one instance set."""
+    return f"{cluster}-set-{instance_set}"
+
+
+def postgres_user_secret(cluster: str, user: str) -> str:
+    """The Secret with a user's credentials and connection strings."""
+    return f"{cluster}-pguser-{user}"
+
+
+def generate_instance(cluster: str, instance_set: str) -> str:
+    """A new instance (StatefulSet) name: `<cluster>-<set>-<4 random safe characters>`."""
+    suffix = "".join(secrets.choice(SAFE_ALPHABET) for _ in range(4))
+    return f"{cluster}-{instance_set}-{suffix}"
+
+
+def instance_pod(instance: str) -> str:
+    """The only pod of an instance's StatefulSet."""
+    return f"{instance}-0"
+
+
+def cluster_labels(cluster: str) -> dict[str, str]:
+    """The label every object of the cluster carries (and every informer selects on)."""
+    return {LABEL_CLUSTER: cluster}
+
+
+def instance_labels(cluster: str, instance_set: str, instance: str) -> dict[str, str]:
+    """The labels of an instance's objects."""
+    return {LABEL_CLUSTER: cluster, LABEL_INSTANCE_SET: instance_set, LABEL_INSTANCE: instance}
+
+
+def service_dns(service: str, namespace: str) -> str:
+    """The name cluster DNS answers for a Service: `<service>.<namespace>.svc`."""
+    return f"{service}.{namespace}.svc"
+
+
+def instance_pod_dns(pod: str, cluster: str, namespace: str) -> str:
+    """An instance pod's own DNS name, under the headless `<cluster>-pods` Service."""
+    return service_dns(f"{pod}.{cluster_pod_service(cluster)}", namespace)
+
+
+def certificate_dns_names(name: str, namespace: str, domain: str = CLUSTER_DOMAIN) -> list[str]:
+    """The four DNS forms PGO puts in a certificate, the absolute FQDN (trailing dot) first."""
+    qualified = service_dns(name, namespace)
+    return [f"{qualified}.{domain}.", qualified, f"{name}.{namespace}", name]

@@ -1,0 +1,31 @@
+"""PostgreSQL's and Patroni's configuration for a cluster: the spec with what each subsystem
+contributes (the steps that render `<c>-config` and patch Patroni's DCS share it)."""
+
+from __future__ import annotations
+
+from reconciler.patroni import config as patroni_config
+from reconciler.pgbackrest import postgres as pgbackrest
+from reconciler.postgres.config import PostgresSettings
+from reconciler.runtime.client import JSON
+
+
+def postgres_settings(spec: JSON) -> PostgresSettings:
+    """The parts of the spec, and the subsystems' parameters, that shape PostgreSQL's
+    parameters and pg_hba."""
+    return PostgresSettings(
+        port=spec["port"],
+        parameters=(spec.get("config") or {}).get("parameters") or {},
+        authentication_rules=(spec.get("authentication") or {}).get("rules") or [],
+        contributed=pgbackrest.archive_parameters(),
+    )
+
+
+def dynamic_configuration(spec: JSON) -> JSON:
+    """The DCS contents the spec asks for, exactly as rendered for bootstrap."""
+    settings = spec["patroni"]
+    return patroni_config.dynamic_configuration(
+        postgres_settings(spec),
+        settings.get("dynamicConfiguration") or {},
+        ttl=settings["leaderLeaseDurationSeconds"],
+        loop_wait=settings["syncPeriodSeconds"],
+    )

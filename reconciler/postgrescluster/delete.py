@@ -1,0 +1,61 @@
+"""Deleting a PostgresCluster: its instances stop in order, then Patroni's records go and the
+finalizer is removed.
+
+Everything else (Services, Secrets, volumes) goes with the cluster through its owner references,
+collected by Kubernetes' garbage collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from reconciler import naming
+from reconciler.postgrescluster.observed import Reader, instance_of, is_primary, observe
+from reconciler.postgrescluster.watches import CLUSTERS
+from reconciler.runtime.client import JSON, Client, ConflictError, NotFoundError
+from reconciler.runtime.controller import Result
+from reconciler.runtime.resources import ENDPOINTS, STATEFUL_SETS
+
+# While instances are being removed, look again this often even without events.
+TEARDOWN_POLL = 2.0
+
+
+async def teardown(reader: Reader, client: Client, raw: JSON) -> Result | None:
+    """Stop the replicas, then the primary, then remove Patroni's records and the finalizer;
+    a Result while instances are still stopping."""
+    meta = raw["metadata"]
+    if naming.FINALIZER not in (meta.get("finalizers") or []):
+        return None
+    namespace, name = meta["namespace"], meta["name"]
+    instances = observe(reader, namespace, name)
+    primaries = {instance_of(p) for p in instances.pods if is_primary(p)}
+    replicas = [s for s in instances.statefulsets if s["metadata"]["name"] not in primaries]
+    running_replica = any(not is_primary(p) for p in instances.pods)
+    for sts in replicas if running_replica else instances.statefulsets:
+        if (sts.get("spec") or {}).get("replicas", 1) == 0:
+            continue
+        # Gone already (the cache lags a deletion): stopped, which is all this asks.
+        with contextlib.suppress(NotFoundError):
+            await client.patch(
+                STATEFUL_SETS,
+                sts["metadata"]["name"],
+                {"spec": {"replicas": 0}},
+                namespace=namespace,
+                field_manager=naming.FIELD_MANAGER,
+            )
+    if instances.pods:
+        return Result(requeue_after=TEARDOWN_POLL)
+    patroni = {naming.LABEL_CLUSTER: name, naming.LABEL_PATRONI: naming.patroni_scope(name)}
+    for endpoints in reader.list(ENDPOINTS, namespace, patroni):
+        with contextlib.suppress(NotFoundError):
+            await client.delete(ENDPOINTS, endpoints["metadata"]["name"], namespace)
+    finalizers = [f for f in meta.get("finalizers") or [] if f != naming.FINALIZER]
+    # A conflict means it changed meanwhile: the next event brings us back.
+    with contextlib.suppress(ConflictError, NotFoundError):
+        await client.patch(
+            CLUSTERS,
+            name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
+            namespace=namespace,
+        )
+    return None

@@ -1,0 +1,60 @@
+"""The cluster's status: the `Ready` condition, what the spec asks that is not acted on yet, and
+the merge patch that writes only what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.runtime.client import JSON
+
+CONDITION_UNSUPPORTED = "UnsupportedSpec"
+CONDITION_RECONCILE_FAILED = "ReconcileFailed"
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> JSON:
+    """A merge patch turning status `old` into `new` (removed keys become null)."""
+    patch: JSON = {key: None for key in old if key not in new}
+    patch.update({key: value for key, value in new.items() if old.get(key) != value})
+    return patch
+
+
+def ready(status: JSON, spec: JSON) -> tuple[str, str, str]:
+    """`Ready` (PGO has none) as (status, reason, message): every instance of every set has a
+    ready pod."""
+    observed = status.get("instances") or []
+    wanted = sum(int(s["replicas"]) for s in spec["instances"])
+    count = sum(int(s.get("readyReplicas", 0)) for s in observed)
+    if spec.get("shutdown"):
+        return "False", "Shutdown", "The cluster is shut down (spec.shutdown)."
+    if count >= wanted:
+        return "True", "AllInstancesReady", f"{count} of {wanted} instances ready"
+    return "False", "InstancesNotReady", f"{count} of {wanted} instances ready"
+
+
+def unsupported_fields(spec: JSON) -> list[str]:
+    """The sections of the spec this operator accepts (PGO's schema) but does not act on yet."""
+    backups = spec.get("backups") or {}
+    sections = {
+        "spec.backups.pgbackrest": backups.get("pgbackrest"),
+        "spec.backups.snapshots": backups.get("snapshots"),
+        "spec.dataSource": spec.get("dataSource"),
+        "spec.instrumentation": spec.get("instrumentation"),
+        "spec.monitoring": spec.get("monitoring"),
+        "spec.proxy": spec.get("proxy"),
+        "spec.standby": (spec.get("standby") or {}).get("enabled"),
+        "spec.userInterface": spec.get("userInterface"),
+    }
+    return [name for name, value in sections.items() if value]
+
+
+def unsupported_message(fields: list[str]) -> str:
+    """The `UnsupportedSpec` condition's message (and its Event's)."""
+    message = (
+        f"{', '.join(fields)}: accepted but not acted on by this version of the operator; "
+        "the rest of the cluster is managed"
+    )
+    if "spec.backups.pgbackrest" in fields:
+        message += "; WAL is not archived (archive_command is `true`) until backups are"
+        message += " supported"
+    return message

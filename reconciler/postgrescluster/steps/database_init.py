@@ -1,0 +1,83 @@
+"""Subreconciler: `spec.databaseInitSQL`, run once on the primary after the cluster is writable.
+
+The SQL comes from a key of a ConfigMap of the user's (not cached: read when needed, which is
+only until it succeeded). It runs as the superuser in the `postgres` database, as one script
+through the simple query protocol: psql meta-commands (`\\c`, `\\set`) are not available.
+`status.databaseInitSQL` records the ConfigMap's name on success only, as PGO does; a failure
+is a Warning Event with PostgreSQL's message, retried with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import structlog
+
+from reconciler import naming
+from reconciler.postgres import connection
+from reconciler.postgrescluster.context import Context
+from reconciler.runtime.client import NotFoundError
+from reconciler.runtime.controller import Result
+from reconciler.runtime.resources import CONFIG_MAPS
+
+log = structlog.get_logger(__name__)
+
+REASON = "DatabaseInitSQLFailed"
+FIRST_RETRY = 5.0
+LAST_RETRY = 300.0
+
+
+async def reconcile(ctx: Context) -> Result | None:
+    """Run the init SQL once, when asked and not yet done; after a failure, ask to be called
+    again when its back-off ends."""
+    wanted = ctx.spec.get("databaseInitSQL")
+    if not wanted or not _due(ctx, wanted["name"]):
+        return None
+    next_attempt, delay = ctx.memory.database_init_retry or (0.0, FIRST_RETRY / 2)
+    if (wait := next_attempt - time.monotonic()) > 0:
+        return Result(requeue_after=wait)
+    try:
+        script = await _script(ctx, wanted["name"], wanted["key"])
+        host = naming.service_dns(naming.cluster_primary_service(ctx.name), ctx.namespace)
+        async with connection.superuser(host, ctx.spec["port"], ctx.root_ca) as db:
+            await db.execute(script)
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
+        log.info("primary not reachable yet; running databaseInitSQL later", error=str(error))
+        return None
+    except (asyncpg.PostgresError, LookupError) as error:
+        delay = min(delay * 2, LAST_RETRY)
+        ctx.memory.database_init_retry = (time.monotonic() + delay, delay)
+        source = f"{wanted['name']}/{wanted['key']}"
+        await ctx.warn(REASON, f"spec.databaseInitSQL ({source}): {error}; retry in {delay:.0f}s")
+        return Result(requeue_after=delay)
+    ctx.memory.database_init_retry = None
+    ctx.status["databaseInitSQL"] = wanted["name"]
+    await ctx.recorder.event(
+        ctx.raw, "Normal", "DatabaseInitSQLDone", f"ran {wanted['name']}/{wanted['key']}"
+    )
+    return None
+
+
+def _due(ctx: Context, name: str) -> bool:
+    """Not run yet, and runnable now: users first (the script may grant to them; never, with
+    `spec.customTLSSecret`), on a ready primary."""
+    return (
+        ctx.status.get("databaseInitSQL") != name
+        and not ctx.spec.get("shutdown")
+        and ctx.status.get("usersRevision") is not None
+        and ctx.instances.ready_primary is not None
+    )
+
+
+async def _script(ctx: Context, name: str, key: str) -> str:
+    try:
+        config_map = await ctx.client.get(CONFIG_MAPS, name, ctx.namespace)
+    except NotFoundError:
+        raise LookupError(
+            f'ConfigMap "{name}" does not exist in namespace {ctx.namespace}'
+        ) from None
+    script = (config_map.get("data") or {}).get(key)
+    if script is None:
+        raise LookupError(f'ConfigMap "{name}" has no key "{key}"')
+    return str(script)

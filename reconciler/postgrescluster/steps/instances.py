@@ -1,0 +1,273 @@
+"""Subreconciler: the instance sets, one StatefulSet (one pod) per instance.
+
+Per set: create instances up to `replicas` (random names, PGO's form), apply each instance's
+certificates, ConfigMap, volumes and StatefulSet, keep a disruption budget, and remove surplus
+instances, never the primary. Sets removed from the spec are removed whole. Shutdown stops the
+replicas first and the primary last, and records it so that it starts first again.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from typing import Any
+
+from reconciler import naming
+from reconciler.patroni import config as patroni_config
+from reconciler.pki import authority, certificates
+from reconciler.postgrescluster import instance_objects, instance_pod
+from reconciler.postgrescluster.context import Context
+from reconciler.postgrescluster.observed import instance_of, instance_set_of, pod_ready
+from reconciler.runtime import quantity
+from reconciler.runtime.client import JSON, InvalidError
+from reconciler.runtime.resources import (
+    CONFIG_MAPS,
+    PERSISTENT_VOLUME_CLAIMS,
+    POD_DISRUPTION_BUDGETS,
+    PODS,
+    SECRETS,
+    STATEFUL_SETS,
+)
+
+
+def choose_kept(names: list[str], wanted: int, primary: str | None) -> list[str]:
+    """Which instances a set keeps when it shrinks: the primary first, then by name."""
+    ordered = sorted(names, key=lambda n: (n != primary, n))
+    return sorted(ordered[:wanted])
+
+
+def statefulset_replicas(
+    instance: str, *, shutdown: bool, startup_instance: str, pods_left: int
+) -> int:
+    """PGO's rule: with a recorded startup instance only it runs, and during a shutdown it
+    stops last, once no other instance pod is left."""
+    if not startup_instance:
+        return 1
+    if instance != startup_instance:
+        return 0
+    if shutdown and pods_left <= 1:
+        return 0
+    return 1
+
+
+async def reconcile(ctx: Context) -> None:
+    """Converge every instance set, then report `status.instances`."""
+    statefulsets, pods = ctx.instances.statefulsets, ctx.instances.pods
+    leader = ctx.instances.primary
+    primary = instance_of(leader) if leader is not None else None
+    by_set = _known_instances(ctx, statefulsets)
+    _record_startup_instance(ctx, primary, ctx.instances.names)
+    postgres_image = ctx.postgres_image
+    assert postgres_image is not None, "the controller checks images before instances"
+    resize_errors: list[str] = []
+    wanted_sets = {s["name"]: s for s in ctx.spec["instances"]}
+    for set_name, instance_set in wanted_sets.items():
+        names = _grow(ctx, set_name, by_set.get(set_name, set()), instance_set["replicas"])
+        kept = choose_kept(sorted(names), instance_set["replicas"], primary)
+        for instance in kept:
+            await _apply_instance(
+                ctx,
+                instance_set,
+                instance,
+                image=postgres_image,
+                pods_left=len(pods),
+                resize_errors=resize_errors,
+            )
+        for instance in sorted(names - set(kept)):
+            await _remove_instance(ctx, instance)
+        await _reconcile_budget(
+            ctx, set_name, instance_objects.disruption_budget(ctx.owner, instance_set)
+        )
+    for set_name, names in by_set.items():
+        if set_name not in wanted_sets:
+            for instance in sorted(names):
+                await _remove_instance(ctx, instance)
+            await _reconcile_budget(ctx, set_name, None)
+    ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
+    _report_volumes(ctx, resize_errors)
+    if resize_errors:
+        await ctx.warn("PersistentVolumeResizeError", "; ".join(resize_errors))
+
+
+def _known_instances(ctx: Context, statefulsets: list[JSON]) -> dict[str, set[str]]:
+    """The instances of each set: those with a StatefulSet; those whose data volume outlived
+    its StatefulSet (deleted by someone: the instance comes back under its name, onto its
+    data); and those created but not cached yet (else a quick second reconcile would create
+    the same instances again)."""
+    pending = ctx.memory.pending_instances
+    by_set: dict[str, set[str]] = defaultdict(set)
+    for sts in statefulsets:
+        by_set[instance_set_of(sts)].add(sts["metadata"]["name"])
+        pending.pop(sts["metadata"]["name"], None)
+    volumes = ctx.cluster_objects(
+        PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_ROLE: naming.ROLE_POSTGRES_DATA}
+    )
+    for claim in volumes:
+        if not claim["metadata"].get("deletionTimestamp") and instance_set_of(claim):
+            by_set[instance_set_of(claim)].add(instance_of(claim))
+    for name, set_name in pending.items():
+        by_set[set_name].add(name)
+    return by_set
+
+
+def _grow(ctx: Context, set_name: str, names: set[str], wanted: int) -> set[str]:
+    """The set's instance names, with new ones generated up to `wanted`."""
+    pending = ctx.memory.pending_instances
+    names = set(names)
+    while len(names) < wanted:
+        name = naming.generate_instance(ctx.name, set_name)
+        if name not in names and ctx.cached(STATEFUL_SETS, name) is None:
+            names.add(name)
+            pending[name] = set_name
+    return names
+
+
+async def _reconcile_budget(ctx: Context, set_name: str, budget: JSON | None) -> None:
+    if budget is not None:
+        await ctx.apply(POD_DISRUPTION_BUDGETS, budget)
+        return
+    name = naming.instance_set_disruption_budget(ctx.name, set_name)
+    if (live := ctx.cached(POD_DISRUPTION_BUDGETS, name)) is not None:
+        await ctx.delete(POD_DISRUPTION_BUDGETS, live)
+
+
+def _record_startup_instance(ctx: Context, primary: str | None, instances: list[str]) -> None:
+    """Remember, on shutdown, which instance must start first; forget once it runs again."""
+    if ctx.spec.get("shutdown"):
+        if not ctx.status.get("startupInstance") and instances:
+            chosen = primary or instances[0]
+            sts = ctx.cached(STATEFUL_SETS, chosen)
+            ctx.status["startupInstance"] = chosen
+            ctx.status["startupInstanceSet"] = instance_set_of(sts) if sts else ""
+        return
+    startup = ctx.status.get("startupInstance")
+    if startup:
+        pod = ctx.cached(PODS, naming.instance_pod(startup))
+        if pod is None or pod_ready(pod):
+            ctx.status.pop("startupInstance", None)
+            ctx.status.pop("startupInstanceSet", None)
+
+
+async def _apply_instance(
+    ctx: Context,
+    instance_set: JSON,
+    instance: str,
+    *,
+    image: str,
+    pods_left: int,
+    resize_errors: list[str],
+) -> None:
+    owner, spec, root = ctx.owner, ctx.spec, ctx.root_ca
+    extra = instance_set.get("metadata")
+    now = datetime.datetime.now(datetime.UTC)
+    common_name, names = certificates.instance_names(owner, instance)
+    leaf = certificates.read(
+        ctx.cached(SECRETS, naming.instance_certificates(instance)), "dns.crt", "dns.key"
+    )
+    if leaf is None or not authority.leaf_is_current(leaf, root, common_name, names, now):
+        leaf = authority.issue_leaf(root, common_name, names, now)
+    await ctx.apply(
+        SECRETS,
+        certificates.instance_secret(
+            owner, instance_set["name"], instance, root, leaf, extra=extra
+        ),
+    )
+    separate_wal = bool(instance_set.get("walVolumeClaimSpec"))
+    document = patroni_config.instance_yaml(
+        spec["postgresVersion"], separate_wal_volume=separate_wal, bootstrapped=ctx.bootstrapped
+    )
+    await ctx.apply(
+        CONFIG_MAPS, instance_objects.config_map(owner, instance_set, instance, document)
+    )
+    await _apply_volume(
+        ctx, instance_objects.data_volume(owner, instance_set, instance), resize_errors
+    )
+    if separate_wal:
+        await _apply_volume(
+            ctx,
+            instance_objects.data_volume(owner, instance_set, instance, wal=True),
+            resize_errors,
+        )
+    replicas = statefulset_replicas(
+        instance,
+        shutdown=bool(spec.get("shutdown")),
+        startup_instance=str(ctx.status.get("startupInstance") or ""),
+        pods_left=pods_left,
+    )
+    await ctx.apply(
+        STATEFUL_SETS,
+        instance_pod.statefulset(
+            owner,
+            spec,
+            instance_set,
+            instance,
+            image=image,
+            replicas=replicas,
+            sidecars=ctx.environment.instance_sidecars,
+        ),
+    )
+
+
+async def _apply_volume(ctx: Context, claim: JSON, resize_errors: list[str]) -> None:
+    """Apply a volume claim; a refused change (a smaller size, a class that cannot expand)
+    joins `resize_errors`, and the instance goes on with the volume it has."""
+    try:
+        await ctx.apply(PERSISTENT_VOLUME_CLAIMS, claim)
+    except InvalidError as error:
+        resize_errors.append(f"{claim['metadata']['name']}: {error.message}")
+
+
+def _report_volumes(ctx: Context, resize_errors: list[str]) -> None:
+    """Conditions PersistentVolumeResizing (a larger size is on its way) and
+    PersistentVolumeResizeError (a size change was refused), as PGO names them."""
+    growing = []
+    for claim in ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_INSTANCE: None}):
+        requested = quantity.parse(claim["spec"]["resources"]["requests"]["storage"])
+        capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+        current = quantity.parse(capacity) if capacity else None
+        if requested is not None and current is not None and requested > current:
+            growing.append(claim["metadata"]["name"])
+    if growing:
+        message = f"Resizing {', '.join(sorted(growing))}"
+        ctx.set_condition("PersistentVolumeResizing", "True", "Resizing", message)
+    else:
+        ctx.clear_condition("PersistentVolumeResizing")
+    if resize_errors:
+        message = "; ".join(resize_errors)
+        ctx.set_condition("PersistentVolumeResizeError", "True", "ResizeRefused", message)
+    else:
+        ctx.clear_condition("PersistentVolumeResizeError")
+
+
+async def _remove_instance(ctx: Context, instance: str) -> None:
+    """Delete an instance the spec no longer has room for: its StatefulSet and its objects.
+
+    Its volumes go too, as in PGO: shrinking a set is the user asking for fewer copies.
+    """
+    selector: dict[str, str | None] = {naming.LABEL_INSTANCE: instance}
+    for resource in (STATEFUL_SETS, CONFIG_MAPS, SECRETS, PERSISTENT_VOLUME_CLAIMS):
+        for obj in ctx.cluster_objects(resource, selector):
+            await ctx.delete(resource, obj)
+    ctx.memory.pending_instances.pop(instance, None)
+
+
+def observed_instances(statefulsets: list[JSON], pods: list[JSON], sets: list[str]) -> list[JSON]:
+    """`status.instances`: per set, pods, ready pods and pods at the current revision."""
+    update_revision = {
+        s["metadata"]["name"]: (s.get("status") or {}).get("updateRevision") for s in statefulsets
+    }
+    counts: dict[str, dict[str, Any]] = {
+        name: {"name": name, "replicas": 0, "readyReplicas": 0, "updatedReplicas": 0}
+        for name in sets
+    }
+    for pod in pods:
+        entry = counts.get(instance_set_of(pod))
+        if entry is None:
+            continue
+        entry["replicas"] += 1
+        entry["readyReplicas"] += int(pod_ready(pod))
+        revision = (pod["metadata"].get("labels") or {}).get("controller-revision-hash")
+        entry["updatedReplicas"] += int(
+            revision is not None and revision == update_revision.get(instance_of(pod))
+        )
+    return [counts[name] for name in sorted(counts)]

@@ -1,0 +1,81 @@
+"""Patroni's configuration files: the DCS on Endpoints, the bootstrap sections, replica
+creation methods."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from reconciler.patroni import config
+from reconciler.postgres.config import PostgresSettings
+
+
+def _cluster(
+    settings: PostgresSettings, dynamic: Mapping[str, Any], bootstrapped: bool
+) -> dict[str, Any]:
+    text = config.cluster_yaml(
+        "hippo", "ns", settings, dynamic, ttl=30, loop_wait=10, bootstrapped=bootstrapped
+    )
+    assert text.startswith(config.HEADER)
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def test_cluster_yaml_uses_the_endpoints_dcs_and_certificate_replication() -> None:
+    """Scope `<c>-ha`, Endpoints, PGO's labels, and the replication user by certificate."""
+    document = _cluster(PostgresSettings(), {}, bootstrapped=False)
+    assert document["scope"] == "hippo-ha"
+    kubernetes = document["kubernetes"]
+    assert kubernetes["use_endpoints"] is True
+    assert kubernetes["labels"] == {"postgres-operator.crunchydata.com/cluster": "hippo"}
+    assert kubernetes["role_label"] == "postgres-operator.crunchydata.com/role"
+    assert kubernetes["leader_label_value"] == "master"
+    assert document["postgresql"]["authentication"]["replication"]["username"] == "_crunchyrepl"
+    assert document["bootstrap"]["dcs"]["ttl"] == 30
+    assert document["bootstrap"]["dcs"]["loop_wait"] == 10
+
+
+def test_dcs_holds_the_parameters_and_hba_of_the_settings() -> None:
+    """The bootstrap DCS carries PostgreSQL's parameters (contributions included) and pg_hba."""
+    settings = PostgresSettings(
+        parameters={"work_mem": "8MB"}, contributed={"archive_command": "true"}
+    )
+    dynamic = {"postgresql": {"pg_hba": ["local all all trust"], "use_slots": True}}
+    dcs = _cluster(settings, dynamic, bootstrapped=False)["bootstrap"]["dcs"]["postgresql"]
+    assert dcs["parameters"]["work_mem"] == "8MB"
+    assert dcs["parameters"]["archive_command"] == "true"
+    assert dcs["pg_hba"][-1] == "local all all trust"
+    assert dcs["use_pg_rewind"] is True
+    assert dcs["use_slots"] is True
+
+
+def test_bootstrap_sections_disappear_once_bootstrapped() -> None:
+    """After Patroni initialised the cluster, changes go through its API, not the files."""
+    assert "bootstrap" not in _cluster(PostgresSettings(), {}, bootstrapped=True)
+    instance = yaml.safe_load(
+        config.instance_yaml(16, separate_wal_volume=False, bootstrapped=False)
+    )
+    assert instance["bootstrap"]["initdb"] == [
+        "data-checksums",
+        "encoding=UTF8",
+        "waldir=/pgdata/pg16_wal",
+    ]
+    assert instance["postgresql"]["create_replica_methods"] == ["basebackup"]
+    assert instance["postgresql"]["basebackup"] == ["waldir=/pgdata/pg16_wal"]
+    later = yaml.safe_load(config.instance_yaml(16, separate_wal_volume=True, bootstrapped=True))
+    assert "bootstrap" not in later
+    assert later["postgresql"]["basebackup"] == ["waldir=/pgwal/pg16_wal"]
+
+
+def test_contributed_replica_methods_come_before_a_base_backup() -> None:
+    """A subsystem's replica creation method is tried first, with its own settings."""
+    method = {"restore": {"command": "restore-it", "no_leader": True}}
+    document = yaml.safe_load(
+        config.instance_yaml(
+            16, separate_wal_volume=False, bootstrapped=True, replica_methods=method
+        )
+    )
+    assert document["postgresql"]["create_replica_methods"] == ["restore", "basebackup"]
+    assert document["postgresql"]["restore"] == method["restore"]

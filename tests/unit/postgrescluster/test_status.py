@@ -1,0 +1,47 @@
+"""The cluster's status: the merge patch, `Ready`, and the spec sections not acted on yet."""
+
+from __future__ import annotations
+
+from reconciler.postgrescluster import status
+
+SPEC = {"instances": [{"name": "a", "replicas": 2}, {"name": "b", "replicas": 1}]}
+
+
+def test_status_patch_holds_only_what_changed_and_nulls_what_went() -> None:
+    old = {"a": 1, "b": {"x": 1}, "gone": True}
+    new = {"a": 1, "b": {"x": 2}, "added": []}
+    assert status.status_patch(old, new) == {"gone": None, "b": {"x": 2}, "added": []}
+    assert status.status_patch(new, new) == {}
+
+
+def test_ready_counts_ready_pods_of_every_set() -> None:
+    observed = {"instances": [{"name": "a", "readyReplicas": 2}, {"name": "b", "readyReplicas": 0}]}
+    assert status.ready(observed, SPEC) == ("False", "InstancesNotReady", "2 of 3 instances ready")
+    observed["instances"][1]["readyReplicas"] = 1
+    assert status.ready(observed, SPEC) == ("True", "AllInstancesReady", "3 of 3 instances ready")
+    assert status.ready(observed, {**SPEC, "shutdown": True})[:2] == ("False", "Shutdown")
+
+
+def test_unsupported_fields_name_each_section_present() -> None:
+    assert status.unsupported_fields({"instances": []}) == []
+    spec = {
+        "backups": {"pgbackrest": {"repos": [{"name": "repo1"}]}},
+        "proxy": {"pgBouncer": {}},
+        "standby": {"enabled": False},
+        "monitoring": {"pgmonitor": {"exporter": {}}},
+    }
+    assert status.unsupported_fields(spec) == [
+        "spec.backups.pgbackrest",
+        "spec.monitoring",
+        "spec.proxy",
+    ]
+    assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == [
+        "spec.standby"
+    ]
+
+
+def test_unsupported_message_says_what_happens_to_wal() -> None:
+    message = status.unsupported_message(["spec.backups.pgbackrest", "spec.proxy"])
+    assert message.startswith("spec.backups.pgbackrest, spec.proxy: accepted but not acted on")
+    assert "WAL is not archived" in message
+    assert "WAL" not in status.unsupported_message(["spec.proxy"])
