@@ -12,14 +12,14 @@ PYTEST_ARGS ?=
 PACKAGES := postgresql-15 postgresql-15-pgaudit patroni pgbackrest pgbouncer libnss-wrapper \
 	iproute2 util-linux
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml envtest/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./envtest
 	touch $@
 
 binaries: $(BIN)/.installed
-	$(BIN)/reconciler envtest build
+	$(BIN)/reconciler-envtest build
 
 ## packages: install the Debian packages the process node runs (apt-get; needs root)
 packages:
@@ -32,11 +32,11 @@ packages:
 
 ## demo: a local control plane with a process node, the operator, hippo on real PostgreSQL
 demo: binaries packages
-	$(BIN)/python -m reconciler.demo --dir $(ENVTEST_DIR)
+	$(BIN)/python -m reconciler_envtest.demo --dir $(ENVTEST_DIR)
 
 ## down: stop the demo's control plane
 down: $(BIN)/.installed
-	$(BIN)/reconciler envtest down --dir $(ENVTEST_DIR)
+	$(BIN)/reconciler-envtest down --dir $(ENVTEST_DIR)
 
 # The e2e run keeps no pytest cache: nothing of it is reused, and a failed cache write at
 # the session's end (a warning, hence an error here) would fail a run whose tests passed.
@@ -45,14 +45,14 @@ E2E_ARGS := -p no:cacheprovider
 ## test: the whole suite: unit, integration (a real control plane), e2e (real PostgreSQL)
 test: binaries packages
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
-	$(BIN)/reconciler envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
+	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
 
 integration: binaries
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 ## e2e: the operator's pods as real processes, in network namespaces of the run's own
 e2e: binaries packages
-	$(BIN)/reconciler envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
+	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -72,7 +72,7 @@ crds: $(BIN)/.installed
 
 ## openapi: re-capture the embedded Kubernetes types' OpenAPI from a local kube-apiserver
 openapi: binaries
-	$(BIN)/python -m reconciler.api.openapi.capture
+	$(BIN)/python -m reconciler_envtest.openapi_capture
 
 ## bench: every benchmark (about 30 minutes); bench-quick: the scale benchmark, small (5 minutes)
 bench: binaries

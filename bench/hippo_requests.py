@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
+from reconciler_envtest import ControlPlane
 
 from reconciler.api import crd
 from reconciler.config import Settings
-from reconciler.envtest import ControlPlane
 from reconciler.postgrescluster import controller
 from reconciler.runtime import metrics
 from reconciler.runtime.client import Client

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.runtime_noop [--keys 10000] [--objects 2000] [--workers 2]
 
-Starts its own local control plane (reconciler.envtest). The reconcile rate goes through the
+Starts its own local control plane (reconciler_envtest). The reconcile rate goes through the
 whole controller path (work queue, dedup sets, metrics, structlog context, reconcileID); the
 memory figure is what an informer's store holds per ConfigMap (managedFields stripped), measured
 with tracemalloc around the informer's LIST and watch.
@@ -19,8 +19,8 @@ import tracemalloc
 from pathlib import Path
 
 import structlog
+from reconciler_envtest.controlplane import ControlPlane
 
-from reconciler.envtest.controlplane import ControlPlane
 from reconciler.runtime.cache import Cache
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.controller import Controller, Request, Result

@@ -29,10 +29,10 @@ from typing import Any
 
 import aiohttp
 import yaml
+from reconciler_envtest import ControlPlane
+from reconciler_envtest.process import free_port
 
 from reconciler.api import crd
-from reconciler.envtest import ControlPlane
-from reconciler.envtest.process import free_port
 from reconciler.runtime.client import JSON, Client, ConflictError, NotFoundError
 from reconciler.runtime.informer import Informer
 from reconciler.runtime.resources import (

@@ -1,3 +1,3 @@
 """Fixtures shared by every test tier."""
 
-pytest_plugins = ["reconciler.envtest.pytest_plugin"]
+pytest_plugins = ["reconciler_envtest.pytest_plugin"]

@@ -1,7 +1,7 @@
 """The e2e tier: the operator's pods run as real processes (PostgreSQL, Patroni) on the process
 node, everything inside network and mount namespaces of the run's own.
 
-Run through `make e2e` (or `reconciler envtest isolated -- pytest tests/e2e`); outside such a
+Run through `make e2e` (or `reconciler-envtest isolated -- pytest tests/e2e`); outside such a
 run these tests are skipped with that instruction, and `make test` always runs them isolated.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from reconciler_envtest import images, isolation
+from reconciler_envtest.controlplane import ControlPlane
 
 from reconciler.api import crd
 from reconciler.config import Settings
-from reconciler.envtest import images, isolation
-from reconciler.envtest.controlplane import ControlPlane
 from reconciler.postgrescluster import controller
 from reconciler.runtime.client import Client
 from reconciler.runtime.manager import Manager
@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(
                     pytest.mark.skip(
                         reason="e2e tests run isolated: `make e2e` or "
-                        "`reconciler envtest isolated -- pytest tests/e2e`"
+                        "`reconciler-envtest isolated -- pytest tests/e2e`"
                     )
                 )
 

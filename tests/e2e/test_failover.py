@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import ENDPOINTS
 from tests.e2e.cluster import (

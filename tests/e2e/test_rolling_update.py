@@ -8,8 +8,8 @@ import time
 
 import asyncpg
 import pytest
+from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import Client
 from reconciler.runtime.resources import PODS, STATEFUL_SETS
 from tests.e2e.cluster import (

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reconciler_envtest import binaries
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api import crd
-from reconciler.envtest import binaries
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import Client, InvalidError
 from tests.api_examples import EXAMPLES, hippo, load
 

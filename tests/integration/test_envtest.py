@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from reconciler_envtest import KUBERNETES_VERSION
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.node import EXIT_CODE_ANNOTATION
+from reconciler_envtest.process import alive
+from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.envtest import KUBERNETES_VERSION
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.node import EXIT_CODE_ANNOTATION
-from reconciler.envtest.process import alive
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
@@ -224,7 +224,7 @@ async def test_deleting_an_owner_collects_its_dependents(kube: Client, namespace
 def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     """`envtest up` returns with a kubeconfig; `down` stops every process it started."""
     run = tmp_path / "plane"
-    command = [sys.executable, "-m", "reconciler", "envtest"]
+    command = [sys.executable, "-m", "reconciler_envtest"]
     env = {**os.environ}
     up = subprocess.run(
         [*command, "up", "--dir", str(run)],

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.informer import Informer
 from reconciler.runtime.resources import CONFIG_MAPS

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.process import free_port
+from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.process import free_port
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.controller import Controller, Request, Result
 from reconciler.runtime.events import EventRecorder

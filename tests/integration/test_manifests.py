@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from reconciler_envtest import binaries
+from reconciler_envtest.controlplane import ControlPlane
 
-from reconciler.envtest import binaries
-from reconciler.envtest.controlplane import ControlPlane
 from reconciler.runtime.client import Client, ConflictError
 from reconciler.runtime.resources import NAMESPACES
 

@@ -15,12 +15,12 @@ import pytest
 import pytest_asyncio
 import yaml
 from cryptography import x509 as cx509
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api import crd
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.pytest_plugin import wait_for
 from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import controller
 from reconciler.postgrescluster.context import Environment

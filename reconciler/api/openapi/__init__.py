@@ -1,5 +1,5 @@
 """Kubernetes' OpenAPI v3 definitions of the types our CRDs embed, captured from a real
-kube-apiserver by `python -m reconciler.api.openapi.capture` into `definitions.json`."""
+kube-apiserver by `python -m reconciler_envtest.openapi_capture` into `definitions.json`."""
 
 from __future__ import annotations
 

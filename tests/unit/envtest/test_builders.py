@@ -6,15 +6,14 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from reconciler.envtest import binaries
-from reconciler.envtest.node import (
+from reconciler_envtest import binaries
+from reconciler_envtest.node import (
     EXIT_CODE_ANNOTATION,
     PodAddresses,
     persistent_volume,
     pod_status,
 )
-from reconciler.envtest.process import free_port
+from reconciler_envtest.process import free_port
 
 
 def test_wrapper_module_pins_every_staging_module_to_the_matching_version() -> None:

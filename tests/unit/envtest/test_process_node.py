@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from reconciler.envtest import services, volumes
-from reconciler.envtest.containers import ContainerSpec, Mount, launch_script
-from reconciler.envtest.kubelet import container_env, expand
+from reconciler_envtest import services, volumes
+from reconciler_envtest.containers import ContainerSpec, Mount, launch_script
+from reconciler_envtest.kubelet import container_env, expand
 
 
 def _pod(**spec: object) -> dict[str, object]:

@@ -1,6 +1,6 @@
 """The e2e tier's sandbox: a network and mount namespace of the run's own.
 
-`reconciler envtest isolated -- CMD` runs CMD in new network and mount namespaces with only a
+`reconciler-envtest isolated -- CMD` runs CMD in new network and mount namespaces with only a
 loopback interface. The control plane, the operator, the tests and the pods (each in a network
 namespace of its own, on a bridge created in this one) live there, so no address outside what
 the run created can be contacted, and the run's `/etc/hosts` (the node's names) is its own.
@@ -39,7 +39,7 @@ def require() -> None:
     if not is_isolated():
         raise NotIsolatedError(
             "the process node needs network and mount namespaces of the run's own: run the "
-            "command as `reconciler envtest isolated -- <command>` (as root), e.g. `make e2e`"
+            "command as `reconciler-envtest isolated -- <command>` (as root), e.g. `make e2e`"
         )
 
 
@@ -61,6 +61,6 @@ def entering_argv(pid: int, argv: Sequence[str]) -> list[str]:
 def run_isolated(argv: Sequence[str]) -> int:
     """Run `argv` in new network and mount namespaces; its exit code."""
     if os.geteuid() != 0:
-        print("reconciler envtest isolated: must run as root (it creates namespaces)")
+        print("reconciler-envtest isolated: must run as root (it creates namespaces)")
         return 2
     return subprocess.call(isolated_argv(argv))

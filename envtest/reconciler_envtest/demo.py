@@ -26,8 +26,6 @@ import asyncpg
 import yaml
 
 from reconciler.api import crd
-from reconciler.envtest import daemon, images, isolation
-from reconciler.envtest.process import free_port
 from reconciler.runtime.client import JSON, Client, ConflictError
 from reconciler.runtime.resources import (
     NAMESPACES,
@@ -36,6 +34,8 @@ from reconciler.runtime.resources import (
     SERVICES,
     STATEFUL_SETS,
 )
+from reconciler_envtest import daemon, images, isolation
+from reconciler_envtest.process import free_port
 
 NAMESPACE = "postgres-operator"
 EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "hippo.yaml"
@@ -163,7 +163,7 @@ def main() -> None:
         sys.stdout.flush()
         # The rest runs beside the control plane, in its namespaces.
         command = daemon.enter(
-            run_dir, [sys.executable, "-m", "reconciler.demo", "--dir", str(run_dir)]
+            run_dir, [sys.executable, "-m", "reconciler_envtest.demo", "--dir", str(run_dir)]
         )
         os.execvp(command[0], command)
     kubeconfig = run_dir / "kubeconfig"

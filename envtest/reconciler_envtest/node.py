@@ -19,8 +19,6 @@ from typing import Any
 
 import structlog
 
-from reconciler.envtest.binaries import KUBERNETES_VERSION
-from reconciler.envtest.kubelet import Kubelet
 from reconciler.runtime import quantity
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
 from reconciler.runtime.informer import Informer
@@ -32,6 +30,8 @@ from reconciler.runtime.resources import (
     PODS,
     STORAGE_CLASSES,
 )
+from reconciler_envtest.binaries import KUBERNETES_VERSION
+from reconciler_envtest.kubelet import Kubelet
 
 log = structlog.get_logger(__name__)
 

@@ -18,13 +18,13 @@ from typing import Self
 import aiohttp
 import yaml
 
-from reconciler.envtest import binaries, isolation, network
-from reconciler.envtest.kubelet import Kubelet
-from reconciler.envtest.node import NodeAgent
-from reconciler.envtest.process import Process, free_port
 from reconciler.pki import x509
 from reconciler.runtime.client import Client, NotFoundError
 from reconciler.runtime.resources import NAMESPACES, NODES, SERVICE_ACCOUNTS
+from reconciler_envtest import binaries, isolation, network
+from reconciler_envtest.kubelet import Kubelet
+from reconciler_envtest.node import NodeAgent
+from reconciler_envtest.process import Process, free_port
 
 # Service ClusterIPs are allocated from here. Nothing on this machine sends traffic to them in
 # the integration tier; the e2e tier routes them inside its own network namespace.
@@ -75,7 +75,7 @@ class ControlPlane:
         self, run_dir: Path, *, node_name: str = NODE_NAME, process_node: bool = False
     ) -> None:
         """`process_node`: pods run as real processes on a pod network (the e2e tier); only
-        inside a network namespace of the run's own (`reconciler envtest isolated`)."""
+        inside a network namespace of the run's own (`reconciler-envtest isolated`)."""
         self.run_dir = run_dir
         self.node_name = node_name
         self.pod_network = network.PodNetwork() if process_node else None

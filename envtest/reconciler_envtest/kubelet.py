@@ -26,8 +26,6 @@ from typing import Any
 import aiohttp
 import structlog
 
-from reconciler.envtest import containers, images, network, services, volumes
-from reconciler.envtest.containers import ContainerSpec, Mount
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
 from reconciler.runtime.informer import Informer
 from reconciler.runtime.resources import (
@@ -40,6 +38,8 @@ from reconciler.runtime.resources import (
     SERVICE_ACCOUNTS,
     SERVICES,
 )
+from reconciler_envtest import containers, images, network, services, volumes
+from reconciler_envtest.containers import ContainerSpec, Mount
 
 log = structlog.get_logger(__name__)
 

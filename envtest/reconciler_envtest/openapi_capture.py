@@ -1,8 +1,8 @@
 """Capture Kubernetes' OpenAPI definitions of the types our models embed.
 
-    python -m reconciler.api.openapi.capture
+    python -m reconciler_envtest.openapi_capture
 
-starts a local control plane (`reconciler.envtest`), reads the OpenAPI v3 documents the
+starts a local control plane (`reconciler_envtest`), reads the OpenAPI v3 documents the
 kube-apiserver publishes, keeps the embedded types and everything they refer to, and writes
 `definitions.json`. Run it after changing the pinned Kubernetes version or embedding a new type.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api.openapi import DEFINITIONS_FILE
-from reconciler.envtest import KUBERNETES_VERSION, ControlPlane
 from reconciler.runtime.client import Client
+from reconciler_envtest import KUBERNETES_VERSION, ControlPlane
 
 DOCUMENTS = ("api/v1", "apis/policy/v1")
 """The group-versions whose documents hold our types: core/v1, and policy/v1 for the

@@ -1,4 +1,4 @@
-"""`reconciler envtest up/down/status`: a control plane that outlives the command starting it.
+"""`reconciler-envtest up/down/status`: a control plane that outlives the command starting it.
 
 `up` starts a supervisor process (`envtest serve`) that owns the control plane and its node
 agent, and returns once the supervisor reports the node Ready. `down` asks the supervisor to
@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.envtest import binaries, isolation
-from reconciler.envtest.controlplane import ControlPlane
-from reconciler.envtest.process import alive, kill_recorded
+from reconciler_envtest import binaries, isolation
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.process import alive, kill_recorded
 
 _READY = "ready"
 _FAILED = "failed"
@@ -31,7 +31,7 @@ def up(run_dir: Path, *, process_node: bool = False) -> Path:
     """Start the control plane in the background; return the kubeconfig once the node is Ready.
 
     With `process_node`, pods run as processes and everything lives in namespaces of the
-    supervisor's own: reach it through `enter(run_dir, argv)` (`reconciler envtest exec`).
+    supervisor's own: reach it through `enter(run_dir, argv)` (`reconciler-envtest exec`).
     """
     run_dir = run_dir.resolve()
     if not running(run_dir):
@@ -47,7 +47,7 @@ def _start(run_dir: Path, *, process_node: bool) -> None:
     for marker in (_READY, _FAILED):
         (run_dir / marker).unlink(missing_ok=True)
     with (run_dir / f"{_SUPERVISOR}.log").open("ab") as log:
-        command = [sys.executable, "-m", "reconciler", "envtest", "serve", "--dir", str(run_dir)]
+        command = [sys.executable, "-m", "reconciler_envtest", "serve", "--dir", str(run_dir)]
         if process_node:
             command = isolation.isolated_argv([*command, "--process-node"])
         supervisor = subprocess.Popen(
@@ -81,7 +81,7 @@ def write_kubectl(run_dir: Path) -> Path:
     reachable only from inside its namespaces."""
     wrapper = run_dir / "bin" / "kubectl"
     wrapper.parent.mkdir(exist_ok=True)
-    reconciler = [sys.executable, "-m", "reconciler", "envtest", "exec", "--dir", str(run_dir)]
+    reconciler = [sys.executable, "-m", "reconciler_envtest", "exec", "--dir", str(run_dir)]
     kubectl = [str(binaries.ensure() / "kubectl"), "--kubeconfig", str(run_dir / "kubeconfig")]
     command = " ".join(shlex.quote(word) for word in [*reconciler, "--", *kubectl])
     wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')

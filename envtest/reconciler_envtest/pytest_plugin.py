@@ -1,6 +1,6 @@
 """pytest fixtures: one control plane per test session, one namespace per test.
 
-Enable with `pytest_plugins = ["reconciler.envtest.pytest_plugin"]` in a conftest.py.
+Enable with `pytest_plugins = ["reconciler_envtest.pytest_plugin"]` in a conftest.py.
 Set `RECONCILER_ENVTEST_DIR` to keep the run directory (logs, kubeconfig) after the session.
 """
 
@@ -19,9 +19,9 @@ from typing import TypeVar
 import pytest
 import pytest_asyncio
 
-from reconciler.envtest.controlplane import ControlPlane
 from reconciler.runtime.client import Client, NotFoundError
 from reconciler.runtime.resources import NAMESPACES
+from reconciler_envtest.controlplane import ControlPlane
 
 T = TypeVar("T")
 
