@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVTEST_DIR ?= .envtest
 PYTEST_ARGS ?=
 
-.PHONY: demo down test unit integration e2e packages lint format bench bench-quick binaries clean crds openapi
+.PHONY: demo down test unit integration e2e packages lint format bench bench-quick binaries clean crds rbac openapi
 
 # Debian packages the e2e tier and the demo run: the programs behind the process node's images.
 PACKAGES := postgresql-15 postgresql-15-pgaudit patroni pgbackrest pgbouncer libnss-wrapper \
@@ -69,6 +69,10 @@ format: $(BIN)/.installed
 ## crds: regenerate manifests/crd/ from the API models
 crds: $(BIN)/.installed
 	$(BIN)/reconciler crd --write manifests/crd
+
+## rbac: regenerate the operator's ClusterRole from the rules the code declares
+rbac: $(BIN)/.installed
+	$(BIN)/reconciler rbac --write manifests/rbac/base/role.yaml
 
 ## openapi: re-capture the embedded Kubernetes types' OpenAPI from a local kube-apiserver
 openapi: binaries

@@ -25,6 +25,23 @@ def _crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rbac(args: argparse.Namespace) -> int:
+    from reconciler.operator import cluster_role_yaml
+
+    rendered = cluster_role_yaml()
+    if args.check:
+        if Path(args.check).read_text() != rendered:
+            print(f"{args.check} differs from the rules the code declares", file=sys.stderr)
+            return 1
+        return 0
+    if args.write:
+        Path(args.write).write_text(rendered)
+        print(f"wrote {args.write}")
+        return 0
+    print(rendered, end="")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
@@ -74,6 +91,14 @@ def parser() -> argparse.ArgumentParser:
         "--check", metavar="DIR", help="exit 1 when the files in DIR differ from the generated ones"
     )
     crd.set_defaults(func=_crd)
+
+    rbac = commands.add_parser(
+        "rbac", help="print the operator's ClusterRole, rendered from the rules the code declares"
+    )
+    target = rbac.add_mutually_exclusive_group()
+    target.add_argument("--write", metavar="FILE", help="write it to FILE")
+    target.add_argument("--check", metavar="FILE", help="exit 1 when FILE differs from it")
+    rbac.set_defaults(func=_rbac)
 
     run = commands.add_parser("run", help="run the operator (configured by PGO_* variables)")
     run.add_argument("--kubeconfig", help="default: in-cluster, then $KUBECONFIG or ~/.kube")

@@ -15,7 +15,7 @@ import structlog
 from reconciler import __version__
 from reconciler.config import Settings
 from reconciler.postgrescluster import controller as postgrescluster
-from reconciler.runtime import heap
+from reconciler.runtime import events, heap, leader, rbac
 from reconciler.runtime.client import Client
 from reconciler.runtime.leader import LeaderElector
 from reconciler.runtime.manager import Manager
@@ -28,6 +28,18 @@ Setup = Callable[[Manager, Settings], Awaitable[None]]
 # The operator's controllers: each entry registers one controller with the manager
 # (`await manager.add(Controller(...).for_(...))`). Append the setup of a new controller here.
 CONTROLLERS: list[Setup] = [postgrescluster.setup]
+# Every permission the process needs: the runtime's, then each controller's.
+RULES = (*leader.RULES, *events.RULES, *postgrescluster.RULES)
+CLUSTER_ROLE = "postgres-operator"
+
+
+def cluster_role_yaml() -> str:
+    """`manifests/rbac/base/role.yaml`: the operator's ClusterRole, rendered from `RULES`."""
+    header = (
+        "Generated from the RULES the code declares (`reconciler rbac --write FILE`); do not\n"
+        "edit. The namespaced installation (../namespaced) turns it into a Role."
+    )
+    return rbac.role_yaml(CLUSTER_ROLE, RULES, header)
 
 
 async def run(

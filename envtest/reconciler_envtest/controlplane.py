@@ -51,7 +51,7 @@ class Ports:
         return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
-def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
+def _kubeconfig(server: str, ca: Path, credentials: dict[str, str], user: str) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
@@ -59,9 +59,7 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
             "clusters": [
                 {"name": "envtest", "cluster": {"server": server, "certificate-authority": str(ca)}}
             ],
-            "users": [
-                {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
-            ],
+            "users": [{"name": user, "user": credentials}],
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
             "current-context": "envtest",
         }
@@ -238,10 +236,33 @@ class ControlPlane:
             _kubeconfig(
                 self.server,
                 self.pki_dir / "ca.crt",
-                self.pki_dir / f"{user}.crt",
-                self.pki_dir / f"{user}.key",
+                {
+                    "client-certificate": str(self.pki_dir / f"{user}.crt"),
+                    "client-key": str(self.pki_dir / f"{user}.key"),
+                },
                 user,
             )
+        )
+        return path
+
+    async def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
+        """A kubeconfig that authenticates as ServiceAccount `namespace/name` with a token from
+        the TokenRequest API (valid a day): what a pod of that account holds in a cluster."""
+        if self._client is None:
+            raise RuntimeError("the control plane is not running: start it first")
+        token = await self._client.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            body={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 86400},
+            },
+        )
+        path = self.run_dir / f"serviceaccount-{namespace}-{name}.kubeconfig"
+        credentials = {"token": token["status"]["token"]}
+        path.write_text(
+            _kubeconfig(self.server, self.pki_dir / "ca.crt", credentials, f"{namespace}:{name}")
         )
         return path
 

@@ -58,6 +58,8 @@ from reconciler.runtime.resources import ENDPOINTS
 log = structlog.get_logger(__name__)
 
 NAME = naming.FIELD_MANAGER
+# The permissions of the controller's own calls, and those it grants to the instances.
+RULES = (*watches.RULES, *rbac.INSTANCE_RULES, rbac.OPENSHIFT_RULE)
 STEPS: tuple[Step, ...] = (
     tls.reconcile,
     services.reconcile,

@@ -15,6 +15,7 @@ from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.runtime.cache import Cache
 from reconciler.runtime.client import JSON
 from reconciler.runtime.controller import Controller, Request
+from reconciler.runtime.rbac import APPLY, READ, Rule
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
     ENDPOINTS,
@@ -45,6 +46,78 @@ OWNED: tuple[Resource, ...] = (
     STATEFUL_SETS,
     PERSISTENT_VOLUME_CLAIMS,
     POD_DISRUPTION_BUDGETS,
+)
+
+# What the controller's calls need: informers (list, watch) of every kind it reads, server-side
+# apply (create, patch) of what it renders, deletes of what it removes by itself; objects it
+# never deletes go with their cluster through the garbage collector.
+RULES = (
+    Rule(
+        "postgres-operator.crunchydata.com",
+        ("postgresclusters",),
+        (*READ, "patch"),
+        "PostgresClusters are watched; their finalizer is added and removed with a patch.",
+    ),
+    Rule(
+        "postgres-operator.crunchydata.com",
+        ("postgresclusters/status",),
+        ("patch",),
+        "Status is written with its own patch.",
+    ),
+    Rule(
+        "postgres-operator.crunchydata.com",
+        ("postgresclusters/finalizers",),
+        ("update",),
+        "Owner references that block the cluster's deletion, where admission enforces it.",
+    ),
+    Rule(
+        "",
+        ("configmaps", "persistentvolumeclaims", "secrets"),
+        (*READ, *APPLY, "delete"),
+        "Configuration, certificates, user Secrets and volumes; a removed instance's go too.",
+    ),
+    Rule(
+        "",
+        ("configmaps",),
+        ("get",),
+        "spec.databaseInitSQL's ConfigMap is the user's (not cached): read when it runs.",
+    ),
+    Rule(
+        "",
+        ("endpoints",),
+        (*READ, *APPLY, "delete"),
+        "The primary Service's Endpoints; Patroni's records are removed on deletion.",
+    ),
+    Rule(
+        "",
+        ("serviceaccounts", "services"),
+        (*READ, *APPLY),
+        "The cluster's Services and the instances' ServiceAccount.",
+    ),
+    Rule(
+        "",
+        ("pods",),
+        (*READ, "delete"),
+        "Instance pods are observed; a rolling update deletes outdated ones.",
+    ),
+    Rule(
+        "apps",
+        ("statefulsets",),
+        (*READ, *APPLY, "delete"),
+        "One StatefulSet per instance; removed instances' go.",
+    ),
+    Rule(
+        "policy",
+        ("poddisruptionbudgets",),
+        (*READ, *APPLY, "delete"),
+        "A disruption budget per instance set with replicas.",
+    ),
+    Rule(
+        "rbac.authorization.k8s.io",
+        ("rolebindings", "roles"),
+        (*READ, *APPLY),
+        "The instances' Role and RoleBinding for Patroni.",
+    ),
 )
 
 

@@ -15,11 +15,15 @@ from typing import Literal
 import structlog
 
 from reconciler.runtime.client import JSON, ApiError, Client, NotFoundError
+from reconciler.runtime.rbac import Rule
 from reconciler.runtime.resources import EVENTS
 
 log = structlog.get_logger(__name__)
 
 EventType = Literal["Normal", "Warning"]
+RULES = (
+    Rule("", ("events",), ("create", "patch"), "Events are posted, and patched when they repeat."),
+)
 _REMEMBERED = 4096  # recent events kept for aggregation; older repeats post a new Event
 _Key = tuple[str, str, str, str]  # involved object UID, type, reason, message
 

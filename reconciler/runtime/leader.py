@@ -21,12 +21,21 @@ import structlog
 
 from reconciler.runtime import metrics
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
+from reconciler.runtime.rbac import Rule
 from reconciler.runtime.resources import LEASES
 from reconciler.runtime.workqueue import Clock
 
 log = structlog.get_logger(__name__)
 
 JITTER = 1.2
+RULES = (
+    Rule(
+        "coordination.k8s.io",
+        ("leases",),
+        ("create", "get", "update"),
+        "Leader election: read the Lease, create it once, renew and release it (updates).",
+    ),
+)
 
 
 class LeadershipLost(Exception):

@@ -16,6 +16,7 @@ from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import PODS, SECRETS
 from tests.api_examples import hippo
+from tests.operator import ready_cluster
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
 PREFIX = "postgres-operator.crunchydata.com/"
@@ -29,19 +30,6 @@ def e2e_hippo(namespace: str, **spec: Any) -> JSON:
     del cluster["spec"]["backups"]
     cluster["spec"].update(spec)
     return cluster
-
-
-async def ready_cluster(kube: Client, namespace: str, timeout: float = 120) -> JSON:
-    """Wait until hippo is Ready at its current generation."""
-
-    async def probe() -> JSON | None:
-        cluster = await kube.get(CLUSTERS, "hippo", namespace)
-        status = cluster.get("status") or {}
-        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-        current = status.get("observedGeneration") == cluster["metadata"]["generation"]
-        return cluster if current and ready and ready[0]["status"] == "True" else None
-
-    return await wait_for(probe, timeout=timeout, interval=0.5)
 
 
 async def create_replicated(kube: Client, namespace: str, **spec: Any) -> None:

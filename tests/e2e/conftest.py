@@ -7,8 +7,6 @@ run these tests are skipped with that instruction, and `make test` always runs t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import sys
 import tempfile
@@ -22,9 +20,9 @@ from reconciler_envtest.controlplane import ControlPlane
 
 from reconciler.api import crd
 from reconciler.config import Settings
-from reconciler.postgrescluster import controller
 from reconciler.runtime.client import Client
 from reconciler.runtime.manager import Manager
+from tests.operator import running_operator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,16 +57,12 @@ async def control_plane() -> AsyncIterator[ControlPlane]:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def operator(kube: Client) -> AsyncIterator[Manager]:
-    """The CRDs, and the operator running in-process with the process node's images."""
+async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Manager]:
+    """The CRDs, and the operator running in-process, under its own ServiceAccount and RBAC,
+    with the process node's images."""
     await crd.install(kube, field_manager="reconciler-tests")
-    manager = Manager(kube, health_address="0", metrics_address="0")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
-    await controller.setup(manager, Settings(images=related, workers=2))
-    task = asyncio.create_task(manager.run())
-    try:
+    async with running_operator(
+        operator_kubeconfig, Settings(images=related, workers=2)
+    ) as manager:
         yield manager
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

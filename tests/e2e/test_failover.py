@@ -15,8 +15,8 @@ from tests.e2e.cluster import (
     pods_by_role,
     primary_pod,
     psql,
-    ready_cluster,
 )
+from tests.operator import ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -20,10 +20,10 @@ from tests.e2e.cluster import (
     pods_by_role,
     primary_pod,
     psql,
-    ready_cluster,
     timeline,
     user_credentials,
 )
+from tests.operator import ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -14,9 +14,9 @@ from tests.e2e.cluster import (
     e2e_hippo,
     primary_pod,
     psql,
-    ready_cluster,
     user_credentials,
 )
+from tests.operator import ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
 

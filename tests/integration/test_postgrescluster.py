@@ -45,6 +45,7 @@ from reconciler.runtime.resources import (
     Resource,
 )
 from tests.api_examples import hippo
+from tests.operator import operator_identity, ready_cluster, running_operator
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
 PREFIX = "postgres-operator.crunchydata.com/"
@@ -53,22 +54,11 @@ IMAGES = {f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)}
 pytestmark = pytest.mark.usefixtures("crds", "operator")
 
 
-async def _run_operator(kube: Client) -> AsyncIterator[Manager]:
-    manager = Manager(kube, health_address="0", metrics_address="0")
-    await controller.setup(manager, Settings(images=IMAGES, workers=2))
-    task = asyncio.create_task(manager.run())
-    try:
-        yield manager
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def operator(kube: Client, crds: None) -> AsyncIterator[Manager]:
-    """The operator's PostgresCluster controller, running against the session control plane."""
-    async for manager in _run_operator(kube):
+async def operator(operator_kubeconfig: Path, crds: None) -> AsyncIterator[Manager]:
+    """The operator's PostgresCluster controller, running against the session control plane
+    under its own ServiceAccount and RBAC."""
+    async with running_operator(operator_kubeconfig, Settings(images=IMAGES, workers=2)) as manager:
         yield manager
 
 
@@ -91,17 +81,8 @@ async def _instances(kube: Client, namespace: str) -> list[JSON]:
     return (await kube.list(STATEFUL_SETS, namespace, label_selector=selector)).items
 
 
-async def _ready(kube: Client, namespace: str, generation: int | None = None) -> JSON:
-    """Wait until the cluster reports Ready for its current generation."""
-
-    async def probe() -> JSON | None:
-        cluster = await kube.get(CLUSTERS, "hippo", namespace)
-        status = cluster.get("status") or {}
-        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-        current = status.get("observedGeneration") == cluster["metadata"]["generation"]
-        return cluster if current and ready and ready[0]["status"] == "True" else None
-
-    return await wait_for(probe, timeout=60)
+async def _ready(kube: Client, namespace: str) -> JSON:
+    return await ready_cluster(kube, namespace)
 
 
 async def test_hippo_produces_pgo_objects(kube: Client, namespace: str) -> None:
@@ -166,14 +147,15 @@ async def test_hippo_produces_pgo_objects(kube: Client, namespace: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _second_operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator[Probe]:
-    """Another operator process in all but name: its own client, cache and controller.
+async def _second_operator(kubeconfig: Path, namespace: str) -> AsyncIterator[Probe]:
+    """Another operator process in all but name: its own client, cache and controller, and
+    the operator's identity.
 
     Yields a probe telling how many reconciles it finished; its client counts its requests.
     """
     name = f"{controller.NAME}-{uuid.uuid4().hex[:6]}"
     async with await Client.from_kubeconfig(
-        str(control_plane.kubeconfig), user_agent="second-operator"
+        str(kubeconfig), user_agent="second-operator"
     ) as client:
         manager = Manager(client, namespaces=(namespace,), health_address="0", metrics_address="0")
         recorder = EventRecorder(client, controller.NAME)
@@ -214,7 +196,7 @@ async def _until(test: Callable[[], bool]) -> None:
 
 
 async def test_steady_state_sends_no_writes(
-    kube: Client, namespace: str, control_plane: ControlPlane
+    kube: Client, namespace: str, operator_kubeconfig: Path
 ) -> None:
     """A fresh operator finds the converged cluster and writes nothing, on start (a restart
     or upgrade) and on later reconciles (here: after an unrelated annotation)."""
@@ -222,7 +204,7 @@ async def test_steady_state_sends_no_writes(
     await _ready(kube, namespace)
     statefulsets = await _instances(kube, namespace)
     revisions = len((await kube.list(CONTROLLER_REVISIONS, namespace)).items)
-    async with _second_operator(control_plane, namespace) as second:
+    async with _second_operator(operator_kubeconfig, namespace) as second:
         await _until(lambda: second.reconciles() >= 1)
         assert second.client.writes() == 0, second.client.requests
         await kube.patch(
@@ -541,7 +523,8 @@ async def test_invalid_stored_spec_is_a_condition_not_a_crash(tmp_path: Path) ->
         bad["spec"]["instances"][0]["replicas"] = "many"
         await kube.create(CLUSTERS, bad)
         await kube.create(CLUSTERS, _hippo("default"))
-        async for _ in _run_operator(kube):
+        identity = await operator_identity(kube, plane)
+        async with running_operator(identity, Settings(images=IMAGES, workers=2)):
 
             async def rejected() -> JSON | None:
                 cluster = await kube.get(CLUSTERS, "broken", "default")

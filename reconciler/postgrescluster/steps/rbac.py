@@ -11,31 +11,45 @@ from reconciler import naming
 from reconciler.intent import Owner, metadata
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import JSON
+from reconciler.runtime.rbac import Rule
 from reconciler.runtime.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
 
-INSTANCE_RULES: list[JSON] = [
-    {
-        "apiGroups": [""],
-        "resources": ["endpoints"],
-        "verbs": ["create", "deletecollection", "get", "list", "patch", "watch"],
-    },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch", "watch"]},
-    # Patroni creates the `<scope>-sync` Service when synchronous mode needs one.
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]},
-]
-# On OpenShift, writing Endpoints with arbitrary addresses needs this extra permission.
-OPENSHIFT_RULE: JSON = {
-    "apiGroups": [""],
-    "resources": ["endpoints/restricted"],
-    "verbs": ["create"],
-}
+# What Patroni does with the API; the operator holds each of these itself, since RBAC lets no
+# one grant what they do not have (these rules are part of the operator's ClusterRole).
+INSTANCE_RULES = (
+    Rule(
+        "",
+        ("endpoints",),
+        ("create", "deletecollection", "get", "list", "patch", "watch"),
+        "Granted to Patroni (<c>-instance): its leader lock and configuration in Endpoints.",
+    ),
+    Rule(
+        "",
+        ("pods",),
+        ("get", "list", "patch", "watch"),
+        "Granted to Patroni (<c>-instance): its members' role labels and status annotations.",
+    ),
+    Rule(
+        "",
+        ("services",),
+        ("create",),
+        "Granted to Patroni (<c>-instance): the <scope>-sync Service of synchronous mode.",
+    ),
+)
+OPENSHIFT_RULE = Rule(
+    "",
+    ("endpoints/restricted",),
+    ("create",),
+    "Granted to Patroni on OpenShift: Endpoints with arbitrary addresses.",
+)
 
 
 def instance_objects(owner: Owner, *, openshift: bool = False) -> list[JSON]:
     """The ServiceAccount, Role and RoleBinding of the instance pods."""
     name = naming.cluster_instance_rbac(owner.name)
     labels = naming.cluster_labels(owner.name)
-    rules = [*INSTANCE_RULES, OPENSHIFT_RULE] if openshift else list(INSTANCE_RULES)
+    granted = [*INSTANCE_RULES, OPENSHIFT_RULE] if openshift else list(INSTANCE_RULES)
+    rules = [rule.policy() for rule in granted]
     return [
         {
             "apiVersion": "v1",
