@@ -206,7 +206,7 @@ class ControlPlane:
                 KUBERNETES_SERVICE_IP,
                 *([self.pod_network.gateway] if self.pod_network else []),
             ],
-            client=False,
+            server=True,
         )
         self._write("apiserver", serving)
         # Service-account tokens are signed with a key of their own, as in a real cluster.
@@ -220,7 +220,7 @@ class ControlPlane:
         }
         for file_name, (user, groups) in users.items():
             client_cert = x509.issue(
-                authority, user, valid_for=_CERT_LIFETIME, organizations=groups, server=False
+                authority, user, valid_for=_CERT_LIFETIME, organizations=groups, client=True
             )
             self._write(file_name, client_cert)
 

@@ -1,6 +1,9 @@
-"""X.509 certificate authorities and leaf certificates, ECDSA P-256 throughout.
+"""X.509 certificate authorities and leaf certificates as PGO issues them: ECDSA P-256 keys
+(PEM "EC PRIVATE KEY", SEC1), signatures ECDSA with SHA-384, authorities that sign certificates
+and CRLs only, leaves for digital signature and key encipherment without extended key usage.
 
-Used for the clusters' PKI (as PGO issues it) and for the local test control plane.
+Used for the clusters' PKI and for the local test control plane (which asks for extended key
+usages on its own certificates).
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ class Certificate:
 
     @property
     def key_pem(self) -> bytes:
-        """The private key, PEM encoded (PKCS#8, unencrypted)."""
+        """The private key, PEM encoded as PGO writes it (SEC1 "EC PRIVATE KEY", unencrypted)."""
         return self.key.private_bytes(
             serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
+            serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
 
@@ -77,7 +80,7 @@ def new_authority(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
+                digital_signature=False,
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
@@ -90,7 +93,7 @@ def new_authority(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, hashes.SHA384())
     )
     return Certificate(certificate, key)
 
@@ -103,11 +106,12 @@ def issue(
     dns_names: Iterable[str] = (),
     ip_addresses: Iterable[str] = (),
     organizations: Sequence[str] = (),
-    server: bool = True,
-    client: bool = True,
+    server: bool = False,
+    client: bool = False,
     now: datetime.datetime | None = None,
 ) -> Certificate:
-    """A leaf certificate signed by `authority` for the given names and usages."""
+    """A leaf certificate signed by `authority` for the given names; `server` and `client` add
+    those extended key usages (PGO's leaves have none)."""
     now = now or datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     usages = []
@@ -138,16 +142,17 @@ def issue(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
             critical=False,
         )
     )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     alternative_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
     alternative_names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ip_addresses]
     if alternative_names:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(alternative_names), critical=False
         )
-    return Certificate(builder.sign(authority.key, hashes.SHA256()), key)
+    return Certificate(builder.sign(authority.key, hashes.SHA384()), key)

@@ -27,7 +27,7 @@ CONNECT_TIMEOUT = 10.0
 def client_tls(root: x509.Certificate) -> ssl.SSLContext:
     """Verify-full against `root`, presenting a fresh certificate for the superuser."""
     context = ssl.create_default_context(cadata=root.certificate_pem.decode())
-    client = x509.issue(root, SUPERUSER, valid_for=CLIENT_CERTIFICATE_LIFETIME, server=False)
+    client = x509.issue(root, SUPERUSER, valid_for=CLIENT_CERTIFICATE_LIFETIME)
     # The ssl module loads a key pair from files only: they live for the length of the load.
     with tempfile.TemporaryDirectory(prefix="reconciler-tls-") as directory:
         certificate, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"

@@ -126,7 +126,8 @@ async def test_hippo_produces_pgo_objects(kube: Client, namespace: str) -> None:
 
     root = await kube.get(SECRETS, "pgo-root-cacert", namespace)
     assert sorted(root["data"]) == ["root.crt", "root.key"]
-    assert root["metadata"]["ownerReferences"][0]["controller"] is False
+    # PGO's plain reference: neither controller nor blocking the cluster's deletion.
+    assert set(root["metadata"]["ownerReferences"][0]) == {"apiVersion", "kind", "name", "uid"}
     user = await kube.get(SECRETS, "hippo-pguser-hippo", namespace)
     assert {"user", "password", "verifier", "host", "port", "dbname", "uri", "jdbc-uri"} <= set(
         user["data"]

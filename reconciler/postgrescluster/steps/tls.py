@@ -51,7 +51,9 @@ async def _root(ctx: Context, now: datetime.datetime) -> x509.Certificate:
         for ref in ((secret or {}).get("metadata") or {}).get("ownerReferences") or []
         if ref.get("uid") != ctx.owner.uid
     ]
-    mine = {**owner_reference(ctx.owner), "controller": False, "blockOwnerDeletion": False}
+    # A plain reference, as PGO writes it: no cluster controls the shared root.
+    reference = owner_reference(ctx.owner)
+    mine = {key: reference[key] for key in ("apiVersion", "kind", "name", "uid")}
     owners = sorted([*owners, mine], key=lambda ref: str(ref.get("uid")))
     await ctx.apply(SECRETS, certificates.root_secret(ctx.namespace, root, owners))
     return root

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+from cryptography import x509 as cx509
+
 from reconciler import naming
 from reconciler.pki import authority
 
@@ -42,3 +45,30 @@ def test_root_is_usable_only_while_it_can_outlive_a_leaf_renewal() -> None:
     names = ["x"]
     leaf = authority.issue_leaf(root, "x", names, NOW)
     assert not authority.root_is_usable(leaf, NOW)
+
+
+def test_certificates_follow_pgo_profile() -> None:
+    """ecdsa-with-SHA384, SEC1 keys, the root signs certificates and CRLs only, leaves sign and
+    encipher and carry no extended key usage."""
+    root = authority.new_root(NOW)
+    names = naming.certificate_dns_names("hippo-primary", "ns")
+    leaf = authority.issue_leaf(root, names[0], names, NOW)
+    for pair in (root, leaf):
+        assert (
+            pair.certificate.signature_algorithm_oid
+            == cx509.SignatureAlgorithmOID.ECDSA_WITH_SHA384
+        )
+        assert pair.key_pem.startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    root_usage = root.certificate.extensions.get_extension_for_class(cx509.KeyUsage).value
+    assert root_usage.key_cert_sign
+    assert root_usage.crl_sign
+    assert not root_usage.digital_signature
+    constraints = root.certificate.extensions.get_extension_for_class(cx509.BasicConstraints)
+    assert constraints.value.ca
+    assert constraints.value.path_length == 0
+    leaf_usage = leaf.certificate.extensions.get_extension_for_class(cx509.KeyUsage).value
+    assert leaf_usage.digital_signature
+    assert leaf_usage.key_encipherment
+    assert not leaf_usage.key_cert_sign
+    with pytest.raises(cx509.ExtensionNotFound):
+        leaf.certificate.extensions.get_extension_for_class(cx509.ExtendedKeyUsage)
