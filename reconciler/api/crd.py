@@ -116,6 +116,8 @@ def openapi_schema(kind: Kind) -> JSON:
         "description": "The REST resource this object represents, in CamelCase.",
     }
     properties["metadata"] = {"type": "object"}
+    # As PGO's: an object without a spec is stored, and the controller reports it (InvalidSpec).
+    schema.pop("required", None)
     return schema
 
 

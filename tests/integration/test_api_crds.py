@@ -169,9 +169,9 @@ INVALID = [
     case(
         "archive-parameter",
         "spec.config.parameters",
-        {"archive_timeout": 60},
+        {"archive_command": "cp %p /tmp"},
         "spec.config.parameters",
-        "archive_* parameters are managed",
+        "archive_command parameter is managed",
     ),
     case(
         "wal-level",
@@ -252,11 +252,46 @@ INVALID = [
         "Only S3, GCS or Azure repos",
     ),
     case(
-        "tls-without-replication",
-        "spec.customTLSSecret",
-        {"name": "hippo-tls"},
-        "spec.customReplicationTLSSecret",
-        "requires customReplicationTLSSecret",
+        "hba-too-long",
+        "spec.authentication.rules",
+        [{"hba": "hostssl all all 10.0.0.0/8 " + "x" * 80}],
+        "spec.authentication.rules[0].hba",
+        "Too long",
+    ),
+    case(
+        "hba-not-printable",
+        "spec.authentication.rules",
+        [{"hba": "hostssl all all all md5\nlocal all all trust"}],
+        "spec.authentication.rules[0].hba",
+        "should match '^[[:print:]]+$'",
+    ),
+    case(
+        "ldap-without-base",
+        "spec.authentication.rules",
+        [{"connection": "host", "method": "ldap", "options": {"ldapserver": "x"}}],
+        "spec.authentication.rules[0].options",
+        "ldapbasedn, ldapprefix or ldapsuffix",
+    ),
+    case(
+        "rule-database-too-long",
+        "spec.authentication.rules",
+        [{"connection": "host", "method": "md5", "databases": ["d" * 64]}],
+        "spec.authentication.rules[0].databases[0]",
+        "Too long",
+    ),
+    case(
+        "user-database-too-long",
+        "spec.users",
+        [{"name": "rhino", "databases": ["d" * 64]}],
+        "spec.users[0].databases[0]",
+        "Too long",
+    ),
+    case(
+        "pgadmin-ldap-password-without-name",
+        "spec.userInterface",
+        {"pgAdmin": {"dataVolumeClaimSpec": PVC, "config": {"ldapBindPassword": {"key": "pw"}}}},
+        "spec.userInterface.pgAdmin.config.ldapBindPassword.name",
+        "Required value",
     ),
     case(
         "pull-policy",
@@ -312,6 +347,51 @@ async def test_invalid_postgrescluster_is_rejected(
         )
     for text in expected:
         assert text in rejected.value.message
+
+
+ACCEPTED = [
+    case("archive-timeout-and-library", "spec.config.parameters",
+         {"archive_timeout": 60, "archive_library": "basic_archive"}),
+    case("custom-tls-alone", "spec.customTLSSecret", {"name": "hippo-tls"}),
+    case("no-spec", "spec", DELETE),
+    case("hba-leading-space", "spec.authentication.rules", [{"hba": " hostssl all all all md5"}]),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize(("path", "value", "expected"), ACCEPTED)
+async def test_what_pgo_accepts_is_accepted(
+    kube: Client, path: str, value: object, expected: list[str]
+) -> None:
+    """Manifests PGO v5.8's CRD accepts: a drop-in must not refuse them."""
+    manifest = _changed(hippo(), path, value)
+    await kube.request(
+        "POST",
+        crd.POSTGRES_CLUSTERS.resource.path("default"),
+        params={"dryRun": "All"},
+        body=manifest,
+    )
+
+
+@pytest.mark.usefixtures("crds")
+async def test_pgupgrade_jobs_and_pgadmin_secret_references_as_pgo(kube: Client) -> None:
+    """PGUpgrade `jobs` is pg_upgrade's process count; a PGAdmin's LDAP password names its
+    Secret."""
+    upgrade = load(Path(__file__).parents[2] / "manifests/examples/pgupgrade.yaml")
+    upgrade["spec"]["jobs"] = 4
+    path = crd.PG_UPGRADES.resource.path("default")
+    await kube.request("POST", path, params={"dryRun": "All"}, body=upgrade)
+    upgrade["spec"]["jobs"] = -1
+    with pytest.raises(InvalidError) as rejected:
+        await kube.request("POST", path, params={"dryRun": "All"}, body=upgrade)
+    assert "spec.jobs" in rejected.value.message
+    pgadmin = load(Path(__file__).parents[2] / "manifests/examples/pgadmin.yaml")
+    pgadmin["spec"].setdefault("config", {})["ldapBindPassword"] = {"key": "password"}
+    with pytest.raises(InvalidError) as rejected:
+        await kube.request(
+            "POST", crd.PG_ADMINS.resource.path("default"), params={"dryRun": "All"}, body=pgadmin
+        )
+    assert "spec.config.ldapBindPassword.name" in rejected.value.message
 
 
 @pytest.mark.usefixtures("crds")

@@ -23,62 +23,100 @@ def _any_option(names: tuple[str, ...]) -> str:
     return " || ".join(f"'{name}' in self.options" for name in names)
 
 
+Name = Annotated[str, Field(min_length=1, max_length=63)]
+Word = Annotated[str, Field(min_length=1, max_length=20, pattern="^[-a-z0-9]+$")]
+
+
 class HBARule(ApiModel):
     """One client authentication rule: either a whole `pg_hba.conf` line in `hba`, or the parts
     of one in `connection`, `databases`, `users`, `method` and `options`."""
 
     model_config = ConfigDict(
-        json_schema_extra=validations(
-            Rule(
-                rule="has(self.hba) ? !has(self.connection) && !has(self.databases)"
-                " && !has(self.method) && !has(self.options) && !has(self.users)"
-                " : has(self.connection) && has(self.method)",
-                message="a rule is either `hba` alone, or `connection` and `method`"
-                " (with optional `databases`, `users` and `options`)",
+        json_schema_extra={
+            "x-kubernetes-map-type": "atomic",
+            **validations(
+                Rule(
+                    rule="[has(self.hba), has(self.connection) || has(self.databases)"
+                    " || has(self.method) || has(self.options) || has(self.users)]"
+                    ".exists_one(b, b)",
+                    message="a rule is either `hba` alone, or `connection` and `method`"
+                    " (with optional `databases`, `users` and `options`)",
+                ),
+                Rule(
+                    rule="has(self.hba) || (has(self.connection) && has(self.method))",
+                    message="a rule without `hba` needs `connection` and `method`",
+                ),
+                Rule(
+                    rule="has(self.hba) || self.method != 'ldap' || (has(self.options)"
+                    f" && ({_any_option(('ldapbasedn', *_LDAP_SIMPLE_BIND))}))",
+                    message="the ldap method needs an ldapbasedn, ldapprefix or ldapsuffix option",
+                    fieldPath=".options",
+                ),
+                Rule(
+                    rule="has(self.hba) || self.method != 'ldap' || !has(self.options)"
+                    f" || !(({_any_option(_LDAP_SIMPLE_BIND)})"
+                    f" && ({_any_option(_LDAP_SEARCH_BIND)}))",
+                    message="ldap options cannot mix simple bind (ldapprefix, ldapsuffix) with"
+                    " search+bind (ldapbasedn, ldapbinddn, ldapbindpasswd,"
+                    " ldapsearchattribute, ldapsearchfilter)",
+                    fieldPath=".options",
+                ),
+                Rule(
+                    rule="has(self.hba) || self.method != 'radius' || has(self.options)"
+                    " && 'radiusservers' in self.options && 'radiussecrets' in self.options",
+                    message="the radius method needs the radiusservers and radiussecrets options",
+                    fieldPath=".options",
+                ),
             ),
-            Rule(
-                rule="!has(self.method) || self.method.lowerAscii() != 'trust'",
-                message="the trust method is not allowed; every client must authenticate",
-                fieldPath=".method",
-            ),
-            Rule(
-                rule="!has(self.hba) || !self.hba.matches('^[[:space:]]*(?i:include)')",
-                message="include directives are not allowed in hba",
-                fieldPath=".hba",
-            ),
-            Rule(
-                rule="!has(self.method) || self.method != 'ldap' || !has(self.options)"
-                f" || !(({_any_option(_LDAP_SIMPLE_BIND)})"
-                f" && ({_any_option(_LDAP_SEARCH_BIND)}))",
-                message="ldap options cannot mix simple bind (ldapprefix, ldapsuffix) with"
-                " search+bind (ldapbasedn, ldapbinddn, ldapbindpasswd, ldapsearchattribute,"
-                " ldapsearchfilter)",
-                fieldPath=".options",
-            ),
-            Rule(
-                rule="!has(self.method) || self.method != 'radius' || has(self.options)"
-                " && 'radiusservers' in self.options && 'radiussecrets' in self.options",
-                message="the radius method needs the radiusservers and radiussecrets options",
-                fieldPath=".options",
-            ),
-        )
+        }
     )
 
-    # The bound lets the apiserver accept the CEL rules above within its cost budget; no real
-    # pg_hba.conf line comes near it.
-    hba: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    """A complete `pg_hba.conf` line, e.g. `hostssl all all all scram-sha-256`."""
-    connection: Annotated[str, Field(min_length=1, pattern="^[-a-z0-9]+$")] | None = None
+    hba: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=100,
+                pattern="^[[:print:]]+$",
+                json_schema_extra=validations(
+                    Rule(
+                        rule='!self.trim().startsWith("include")',
+                        message="include directives are not allowed in hba",
+                    )
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    """A complete `pg_hba.conf` line (printable characters, at most 100), e.g. `hostssl all
+    all all scram-sha-256`."""
+    connection: Word | None = None
     """The connection type: `host`, `hostssl`, `hostnossl`, `local`, ..."""
-    databases: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None, json_schema_extra=ATOMIC
-    )
+    databases: list[Name] | None = Field(None, max_length=20, json_schema_extra=ATOMIC)
     """The databases the rule matches; all when unset."""
-    users: list[Annotated[str, Field(min_length=1)]] | None = Field(None, json_schema_extra=ATOMIC)
+    users: list[Name] | None = Field(None, max_length=20, json_schema_extra=ATOMIC)
     """The users (or `+group` roles) the rule matches; all when unset."""
-    method: Annotated[str, Field(min_length=1, pattern="^[-a-z0-9]+$")] | None = None
+    method: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=20,
+                pattern="^[-a-z0-9]+$",
+                json_schema_extra=validations(
+                    Rule(
+                        rule='self != "trust"',
+                        message="the trust method is not allowed; every client must authenticate",
+                    )
+                ),
+            ),
+        ]
+        | None
+    ) = None
     """The authentication method, e.g. `scram-sha-256`, `cert`, `ldap`; never `trust`."""
-    options: dict[str, IntOrString] | None = None
+    options: dict[str, IntOrString] | None = Field(
+        None, json_schema_extra={"maxProperties": 20, "x-kubernetes-map-type": "atomic"}
+    )
     """Options of the method, e.g. `ldapserver`."""
 
 

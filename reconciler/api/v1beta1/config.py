@@ -8,6 +8,8 @@ from reconciler.api.base import ApiModel, Rule, validations
 from reconciler.api.kubernetes import IntOrString, VolumeProjection
 
 MANAGED_PARAMETERS = (
+    "archive_command",
+    "archive_mode",
     "cluster_name",
     "config_file",
     "data_directory",
@@ -30,7 +32,7 @@ MANAGED_PARAMETERS = (
 """Parameters the operator and Patroni set themselves; a different value would break
 replication, backups or TLS."""
 
-MANAGED_PREFIXES = ("archive_", "recovery_target", "ssl_", "unix_socket_")
+MANAGED_PREFIXES = ("recovery_target", "ssl_", "unix_socket_")
 """Families of managed parameters; `ssl_groups` and `ssl_ecdh_curve` stay the user's."""
 
 USER_SSL_PARAMETERS = ("ssl_ecdh_curve", "ssl_groups")
@@ -69,6 +71,7 @@ class PostgresConfig(ApiModel):
         json_schema_extra={"maxProperties": 50, **validations(*_parameter_rules())},
     )
     """Server parameters (`postgresql.conf`), e.g. `max_connections: 200`. Parameters that the
-    operator manages (listening, TLS files, archiving, recovery, replication) are refused."""
+    operator manages (listening, TLS files, archiving, recovery, replication) are refused;
+    `archive_timeout` and `archive_library` stay the user's, as with PGO."""
     files: list[VolumeProjection] | None = None
     """Extra files projected into `/etc/postgres`, e.g. for `ssl_ca_file` or `krb5.conf`."""

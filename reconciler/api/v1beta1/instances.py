@@ -24,7 +24,7 @@ INSTANCE_SET_NAME_PATTERN = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
 class TablespaceVolume(ApiModel):
     """A volume for one PostgreSQL tablespace, mounted at `/tablespaces/<name>`."""
 
-    name: Annotated[str, Field(pattern="^[a-z][a-z0-9]*$")]
+    name: Annotated[str, Field(min_length=1, pattern="^[a-z][a-z0-9]*$")]
     """The tablespace volume's name: lowercase letters and digits, starting with a letter."""
     data_volume_claim_spec: VolumeClaimSpec
     """The PersistentVolumeClaim spec of the tablespace volume."""

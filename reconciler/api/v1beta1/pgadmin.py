@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -18,7 +18,14 @@ from reconciler.api.kubernetes import (
     VolumeClaimSpec,
     VolumeProjection,
 )
-from reconciler.api.v1beta1.shared import API_VERSION, ApiVersion, ImagePullPolicy, Int64, Metadata
+from reconciler.api.v1beta1.shared import (
+    API_VERSION,
+    ApiVersion,
+    ImagePullPolicy,
+    Int64,
+    Metadata,
+    SecretKeyRef,
+)
 
 
 class StandalonePGAdminConfiguration(ApiModel):
@@ -26,11 +33,11 @@ class StandalonePGAdminConfiguration(ApiModel):
 
     files: list[VolumeProjection] | None = None
     """Extra files projected into `/etc/pgadmin/conf.d`."""
-    config_database_uri: SecretKeySelector | None = Field(None, alias="configDatabaseURI")
+    config_database_uri: SecretKeyRef | None = Field(None, alias="configDatabaseURI")
     """A Secret key holding the URI of an external configuration database."""
     gunicorn: dict[str, Any] | None = Field(None, json_schema_extra=PRESERVE_UNKNOWN_FIELDS)
     """Settings of the gunicorn web server, by name."""
-    ldap_bind_password: SecretKeySelector | None = None
+    ldap_bind_password: SecretKeyRef | None = None
     """The Secret key that holds the LDAP bind password."""
     settings: dict[str, Any] | None = Field(None, json_schema_extra=PRESERVE_UNKNOWN_FIELDS)
     """pgAdmin `config_system.py` settings, by name."""
@@ -49,7 +56,7 @@ class ServerGroup(ApiModel):
         )
     )
 
-    name: Annotated[str, Field(min_length=1)]
+    name: str
     """The group name shown in pgAdmin."""
     postgres_cluster_name: str | None = None
     """A PostgresCluster in this namespace."""
@@ -60,7 +67,7 @@ class ServerGroup(ApiModel):
 class PGAdminUser(ApiModel):
     """A pgAdmin login."""
 
-    username: Annotated[str, Field(min_length=1)]
+    username: str
     """The login name (an email address)."""
     role: Literal["Administrator", "User"] | None = None
     """The role of the login in pgAdmin."""

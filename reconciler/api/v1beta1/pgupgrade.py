@@ -26,13 +26,6 @@ from reconciler.api.v1beta1.shared import (
 PostgresMajor = Annotated[int, Field(ge=11, le=18, json_schema_extra={"format": "int32"})]
 
 
-class UpgradeJobs(ApiModel):
-    """Settings of the upgrade Jobs."""
-
-    ttl_seconds_after_finished: Int32 | None = Field(None, ge=60)
-    """How long a finished upgrade Job is kept before Kubernetes deletes it."""
-
-
 class PGUpgradeSpec(ApiModel):
     """The desired upgrade. It runs once the cluster carries the annotation
     `postgres-operator.crunchydata.com/allow-upgrade: <this object's name>` and is shut down."""
@@ -43,7 +36,17 @@ class PGUpgradeSpec(ApiModel):
                 rule="self.fromPostgresVersion < self.toPostgresVersion",
                 message="toPostgresVersion must be greater than fromPostgresVersion",
                 fieldPath=".toPostgresVersion",
-            )
+            ),
+            Rule(
+                rule="!has(self.transferMethod) || (self.toPostgresVersion < 12"
+                ' ? self.transferMethod in ["Copy","Link"] : true)',
+                message="Only Copy or Link before PostgreSQL 12",
+            ),
+            Rule(
+                rule="!has(self.transferMethod) || (self.toPostgresVersion < 17"
+                ' ? self.transferMethod in ["Clone","Copy","Link"] : true)',
+                message="Only Clone, Copy, or Link before PostgreSQL 17",
+            ),
         )
     )
 
@@ -63,10 +66,16 @@ class PGUpgradeSpec(ApiModel):
     """The PostgreSQL major version to upgrade to."""
     to_postgres_image: str | None = None
     """The PostgreSQL image of the new version; defaults to the operator's image for it."""
-    transfer_method: Literal["Clone", "Copy", "CopyFileRange", "Link"] | None = None
+    transfer_method: (
+        Annotated[
+            Literal["Clone", "Copy", "CopyFileRange", "Link"],
+            Field(json_schema_extra={"maxLength": 15}),
+        ]
+        | None
+    ) = None
     """How pg_upgrade transfers the data files."""
-    jobs: UpgradeJobs | None = None
-    """Settings of the upgrade Jobs."""
+    jobs: Int32 | None = Field(None, ge=0)
+    """How many processes pg_upgrade runs at once (`--jobs`)."""
     resources: ResourceRequirements | None = None
     """Compute resources of the upgrade Job."""
     affinity: Affinity | None = None

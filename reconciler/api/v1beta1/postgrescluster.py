@@ -67,12 +67,6 @@ class PostgresClusterSpec(ApiModel):
                 message="The ssl_groups parameter is only available in PostgreSQL 18 and later",
                 fieldPath=".config.parameters.ssl_groups",
             ),
-            Rule(
-                rule="!has(self.customTLSSecret) || has(self.customReplicationTLSSecret)",
-                message="customTLSSecret requires customReplicationTLSSecret, issued by the"
-                " same certificate authority",
-                fieldPath=".customReplicationTLSSecret",
-            ),
         )
     )
 
@@ -112,7 +106,9 @@ class PostgresClusterSpec(ApiModel):
     """Backups; without them there is no point-in-time recovery."""
     custom_tls_secret: SecretProjection | None = Field(None, alias="customTLSSecret")
     """A Secret with `tls.crt`, `tls.key` and `ca.crt` for PostgreSQL's server certificate; the
-    operator issues one when unset. Requires `customReplicationTLSSecret`."""
+    operator issues one when unset. Without `customReplicationTLSSecret` the replication
+    certificate comes from the operator's root, which this `ca.crt` must then include (as with
+    PGO)."""
     custom_replication_tls_secret: SecretProjection | None = Field(
         None, alias="customReplicationTLSSecret"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from reconciler.api.base import ApiModel, crd_default
+from reconciler.api.base import ApiModel, Rule, crd_default, validations
 from reconciler.api.kubernetes import ResourceRequirements
 
 GROUP = "postgres-operator.crunchydata.com"
@@ -25,6 +25,37 @@ RepoName = Annotated[str, Field(pattern=REPO_NAME_PATTERN)]
 ImagePullPolicy = Annotated[
     Literal["Always", "Never", "IfNotPresent"], Field(json_schema_extra={"maxLength": 15})
 ]
+
+
+DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Kubernetes object name (RFC 1123 subdomain)."""
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in this namespace, named in full (unlike core's SecretKeySelector,
+    whose name may be empty)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+    """The Secret's name."""
+    key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=253,
+            pattern="^[-._a-zA-Z0-9]+$",
+            json_schema_extra=validations(
+                Rule(
+                    rule='self != "." && !self.startsWith("..")',
+                    message='a key cannot be "." or start with ".."',
+                )
+            ),
+        ),
+    ]
+    """The key within the Secret."""
+    optional: bool | None = None
+    """Whether the Secret or its key may be missing; false when unset."""
 
 
 class Metadata(ApiModel):

@@ -9,13 +9,12 @@ from reconciler.api.base import PRESERVE_UNKNOWN_FIELDS, ApiModel, crd_default
 from reconciler.api.kubernetes import (
     Affinity,
     ResourceRequirements,
-    SecretKeySelector,
     Toleration,
     TopologySpreadConstraint,
     VolumeClaimSpec,
     VolumeProjection,
 )
-from reconciler.api.v1beta1.shared import Int32, Metadata, ServiceSpec
+from reconciler.api.v1beta1.shared import Int32, Metadata, SecretKeyRef, ServiceSpec
 
 
 class PGAdminConfiguration(ApiModel):
@@ -23,7 +22,7 @@ class PGAdminConfiguration(ApiModel):
 
     files: list[VolumeProjection] | None = None
     """Extra files projected into `/etc/pgadmin/conf.d`."""
-    ldap_bind_password: SecretKeySelector | None = None
+    ldap_bind_password: SecretKeyRef | None = None
     """The Secret key that holds the LDAP bind password."""
     settings: dict[str, object] | None = Field(None, json_schema_extra=PRESERVE_UNKNOWN_FIELDS)
     """pgAdmin `config_system.py` settings, by name."""

@@ -42,7 +42,7 @@ class PostgresUserSpec(ApiModel):
 
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=USER_NAME_PATTERN)]
     """The role name: lowercase letters, digits and hyphens."""
-    databases: list[Annotated[str, Field(min_length=1)]] | None = Field(
+    databases: list[Annotated[str, Field(min_length=1, max_length=63)]] | None = Field(
         None, json_schema_extra=LIST_SET
     )
     """Databases the role may use; the operator creates them and grants all privileges on
