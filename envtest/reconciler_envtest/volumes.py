@@ -116,9 +116,10 @@ def resource_value(pod: JSON, ref: JSON, default_container: str | None = None) -
         value = "64" if resource == "cpu" else "256Gi"
     amount = quantity.parse(str(value))
     divisor = quantity.parse(str(ref.get("divisor") or "1"))
-    if amount is None or not divisor:
+    if amount is None or divisor is None:
         raise VolumeError(f"cannot read {ref['resource']} of container {name!r}")
-    return str(math.ceil(amount / divisor))
+    # A zero divisor is an unset one (Go's zero Quantity is stored as "0"): units of one.
+    return str(math.ceil(amount / (divisor or 1)))
 
 
 def _downward_files(items: list[JSON], pod: JSON, mode: int) -> Files:

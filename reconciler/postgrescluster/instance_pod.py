@@ -134,7 +134,9 @@ def _volumes(owner: Owner, spec: JSON, instance_set: JSON, instance: str) -> lis
                             "resourceFieldRef": {
                                 "containerName": naming.CONTAINER_DATABASE,
                                 "resource": resource,
-                                "divisor": "1m" if "cpu" in resource else "1Mi",
+                                # PGO's: no divisor (stored as "0"), so whole cores and bytes,
+                                # the units pgMonitor's pgnodemx queries read.
+                                "divisor": "0",
                             },
                         }
                         for path, resource in (

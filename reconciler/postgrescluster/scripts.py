@@ -62,8 +62,10 @@ if ! getent passwd "$(id -u)" > /dev/null; then
 else
   cat /etc/passwd > "${directory}/passwd"
 fi
-if ! getent group "$(id -g)" > /dev/null; then
-  { cat /etc/group; printf 'postgres:x:%s:\n' "$(id -g)"; } > "${directory}/group"
+# The group line as PGO writes it: named after the user, numbered as the user, the user in it.
+if ! grep -q "^postgres:x:$(id -u):" /etc/group; then
+  { grep -v '^postgres:x:' /etc/group; printf 'postgres:x:%s:postgres\n' "$(id -u)"; } \
+    > "${directory}/group"
 else
   cat /etc/group > "${directory}/group"
 fi

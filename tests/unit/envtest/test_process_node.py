@@ -106,6 +106,14 @@ def test_downward_api_formats_as_the_kubelet() -> None:
                         "divisor": "1Mi",
                     },
                 },
+                {
+                    "path": "cores",
+                    "resourceFieldRef": {
+                        "containerName": "database",
+                        "resource": "limits.cpu",
+                        "divisor": "0",
+                    },
+                },
             ]
         },
     }
@@ -114,6 +122,7 @@ def test_downward_api_formats_as_the_kubelet() -> None:
     assert files["labels"][0] == b'a="q\\"uote"\nb="2"'
     assert files["cpu"][0] == b"1500"
     assert files["mem"][0] == b"262144"  # no limit: the node's allocatable, 256Gi
+    assert files["cores"][0] == b"2"  # a zero divisor is unset: whole cores, rounded up
 
 
 def test_other_volume_kinds_have_no_files() -> None:

@@ -108,3 +108,18 @@ def test_sidecars_need_their_gate_and_default_spread_can_be_disabled() -> None:
 def test_rendering_is_deterministic() -> None:
     """The same inputs render the same template, byte for byte (no rollout on restart)."""
     assert _statefulset() == _statefulset()
+
+
+def test_container_info_is_in_pgo_units() -> None:
+    """The downward API files hold whole cores and bytes (PGO sets no divisor): the units
+    pgMonitor's pgnodemx queries read."""
+    pod = _statefulset()["spec"]["template"]["spec"]
+    (info,) = [v for v in pod["volumes"] if v["name"] == "database-containerinfo"]
+    refs = [i["resourceFieldRef"] for i in info["downwardAPI"]["items"] if "resourceFieldRef" in i]
+    assert [r["resource"] for r in refs] == [
+        "limits.cpu",
+        "requests.cpu",
+        "limits.memory",
+        "requests.memory",
+    ]
+    assert {r["divisor"] for r in refs} == {"0"}
