@@ -13,6 +13,10 @@ RUN python -m venv /opt/reconciler \
 
 # Final stage: the virtualenv only; no compiler, no pip cache, a non-root user.
 FROM python:3.11-slim
+# psql runs spec.databaseInitSQL with psql's own semantics, as PGO does.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/reconciler /opt/reconciler
 RUN useradd --uid 65532 --no-create-home --shell /usr/sbin/nologin reconciler
 ENV PATH=/opt/reconciler/bin:$PATH \

@@ -12,7 +12,7 @@ import contextlib
 import datetime
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -24,17 +24,26 @@ CLIENT_CERTIFICATE_LIFETIME = datetime.timedelta(hours=1)
 CONNECT_TIMEOUT = 10.0
 
 
+@contextlib.contextmanager
+def client_files(root: x509.Certificate) -> Iterator[Path]:
+    """A private directory holding a fresh superuser certificate (`tls.crt`, `tls.key`) and
+    `root` (`ca.crt`), removed afterwards: for clients that read them from files only."""
+    client = x509.issue(root, SUPERUSER, valid_for=CLIENT_CERTIFICATE_LIFETIME)
+    with tempfile.TemporaryDirectory(prefix="reconciler-tls-") as directory:
+        path = Path(directory)
+        (path / "tls.crt").write_bytes(client.certificate_pem)
+        (path / "tls.key").touch(mode=0o600)
+        (path / "tls.key").write_bytes(client.key_pem)
+        (path / "ca.crt").write_bytes(root.certificate_pem)
+        yield path
+
+
 def client_tls(root: x509.Certificate) -> ssl.SSLContext:
     """Verify-full against `root`, presenting a fresh certificate for the superuser."""
     context = ssl.create_default_context(cadata=root.certificate_pem.decode())
-    client = x509.issue(root, SUPERUSER, valid_for=CLIENT_CERTIFICATE_LIFETIME)
     # The ssl module loads a key pair from files only: they live for the length of the load.
-    with tempfile.TemporaryDirectory(prefix="reconciler-tls-") as directory:
-        certificate, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
-        certificate.write_bytes(client.certificate_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(client.key_pem)
-        context.load_cert_chain(certificate, key)
+    with client_files(root) as files:
+        context.load_cert_chain(files / "tls.crt", files / "tls.key")
     return context
 
 

@@ -62,13 +62,15 @@ async def primary_pod(kube: Client, namespace: str, *, other_than: str = "") -> 
     return await wait_for(probe, timeout=120, interval=0.25)
 
 
-async def psql(plane: ControlPlane, pod: JSON, namespace: str, query: str) -> str:
+async def psql(
+    plane: ControlPlane, pod: JSON, namespace: str, query: str, database: str = "postgres"
+) -> str:
     """Run `query` in the pod's database container as `postgres` (local peer); its output."""
     code, output = await plane.kubelet.exec(
         pod["metadata"]["name"],
         namespace,
         "database",
-        ["psql", "-v", "ON_ERROR_STOP=1", "-Atqc", query],
+        ["psql", "-v", "ON_ERROR_STOP=1", "-d", database, "-Atqc", query],
     )
     if code != 0:
         raise RuntimeError(f"psql in {pod['metadata']['name']}: {output.decode().strip()}")

@@ -39,7 +39,9 @@ async def test_users_change_rotate_and_init_sql(
         "kind": "ConfigMap",
         "metadata": {"name": "init", "namespace": namespace},
     }
-    await kube.create(CONFIG_MAPS, {**init, "data": {"init.sql": "create table nope (;"}})
+    # psql's semantics, as with PGO: without ON_ERROR_STOP an error would not fail the script.
+    failing = "\\set ON_ERROR_STOP true\ncreate table nope (;\n"
+    await kube.create(CONFIG_MAPS, {**init, "data": {"init.sql": failing}})
     cluster = e2e_hippo(
         namespace,
         users=[
@@ -52,13 +54,18 @@ async def test_users_change_rotate_and_init_sql(
     await ready_cluster(kube, namespace)
     primary = await primary_pod(kube, namespace)
 
-    # Failing init SQL: a Warning with PostgreSQL's message, no status; fixed, it runs once.
+    # Failing init SQL: a Warning with psql's error, no status; fixed, it runs once.
     failed = await wait_for(
         lambda: _events(kube, namespace, "DatabaseInitSQLFailed"), timeout=90, interval=0.5
     )
     assert "syntax error" in failed[0]["message"]
     assert "databaseInitSQL" not in (await kube.get(CLUSTERS, "hippo", namespace))["status"]
-    fixed = "create table zoo_init (n int); insert into zoo_init values (42);"
+    # A file as PGO's users write them: meta-commands switch databases.
+    fixed = (
+        "\\set ON_ERROR_STOP true\n"
+        "\\c zoo\n"
+        "create table zoo_init (n int); insert into zoo_init values (42);\n"
+    )
     await kube.patch(CONFIG_MAPS, "init", {"data": {"init.sql": fixed}}, namespace=namespace)
 
     async def ran() -> bool:
@@ -66,7 +73,8 @@ async def test_users_change_rotate_and_init_sql(
         return bool(status.get("databaseInitSQL") == "init")
 
     await wait_for(ran, timeout=240, interval=1)
-    assert await psql(control_plane, primary, namespace, "select n from zoo_init") == "42"
+    answer = await psql(control_plane, primary, namespace, "select n from zoo_init", database="zoo")
+    assert answer == "42"
 
     # Two users: both log in; rhino has both of its databases.
     async def rhino_in() -> asyncpg.Connection | None:

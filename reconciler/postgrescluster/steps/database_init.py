@@ -1,21 +1,20 @@
 """Subreconciler: `spec.databaseInitSQL`, run once on the primary after the cluster is writable.
 
 The SQL comes from a key of a ConfigMap of the user's (not cached: read when needed, which is
-only until it succeeded). It runs as the superuser in the `postgres` database, as one script
-through the simple query protocol: psql meta-commands (`\\c`, `\\set`) are not available.
-`status.databaseInitSQL` records the ConfigMap's name on success only, as PGO does; a failure
-is a Warning Event with PostgreSQL's message, retried with exponential back-off.
+only until it succeeded). psql runs it as the superuser in the `postgres` database, as PGO
+does (`reconciler.postgres.psql`): meta-commands such as `\\c` and `\\set ON_ERROR_STOP` work,
+and psql's exit code decides. `status.databaseInitSQL` records the ConfigMap's name on success
+only; a failure is a Warning Event with psql's error lines, retried with exponential back-off.
 """
 
 from __future__ import annotations
 
 import time
 
-import asyncpg
 import structlog
 
 from reconciler import naming
-from reconciler.postgres import connection
+from reconciler.postgres import psql
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import NotFoundError
 from reconciler.runtime.controller import Result
@@ -37,25 +36,31 @@ async def reconcile(ctx: Context) -> Result | None:
     next_attempt, delay = ctx.memory.database_init_retry or (0.0, FIRST_RETRY / 2)
     if (wait := next_attempt - time.monotonic()) > 0:
         return Result(requeue_after=wait)
+    source = f"{wanted['name']}/{wanted['key']}"
     try:
         script = await _script(ctx, wanted["name"], wanted["key"])
         host = naming.service_dns(naming.cluster_primary_service(ctx.name), ctx.namespace)
-        async with connection.superuser(host, ctx.spec["port"], ctx.root_ca) as db:
-            await db.execute(script)
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
-        log.info("primary not reachable yet; running databaseInitSQL later", error=str(error))
-        return None
-    except (asyncpg.PostgresError, LookupError) as error:
+        outcome = await psql.run_script(host, ctx.spec["port"], ctx.root_ca, script)
+        problem = None if outcome.returncode == 0 else outcome.errors()
+    except LookupError as error:
+        problem = str(error)
+    except FileNotFoundError:
+        problem = "psql is not installed where the operator runs (install postgresql-client)"
+    except TimeoutError:
+        problem = f"psql did not finish within {psql.TIMEOUT:.0f}s"
+    else:
+        if outcome.returncode == psql.EXIT_CONNECTION:
+            # The primary's address follows its leader record within a Patroni loop.
+            log.info("primary not reachable yet; running databaseInitSQL later", error=problem)
+            return Result(requeue_after=FIRST_RETRY)
+    if problem is not None:
         delay = min(delay * 2, LAST_RETRY)
         ctx.memory.database_init_retry = (time.monotonic() + delay, delay)
-        source = f"{wanted['name']}/{wanted['key']}"
-        await ctx.warn(REASON, f"spec.databaseInitSQL ({source}): {error}; retry in {delay:.0f}s")
+        await ctx.warn(REASON, f"spec.databaseInitSQL ({source}): {problem}; retry in {delay:.0f}s")
         return Result(requeue_after=delay)
     ctx.memory.database_init_retry = None
     ctx.status["databaseInitSQL"] = wanted["name"]
-    await ctx.recorder.event(
-        ctx.raw, "Normal", "DatabaseInitSQLDone", f"ran {wanted['name']}/{wanted['key']}"
-    )
+    await ctx.recorder.event(ctx.raw, "Normal", "DatabaseInitSQLDone", f"ran {source}")
     return None
 
 
