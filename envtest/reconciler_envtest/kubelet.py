@@ -183,6 +183,8 @@ class PodState:
     init: list[ContainerState] = field(default_factory=list)
     main: list[ContainerState] = field(default_factory=list)
     volume_dirs: dict[str, Path] = field(default_factory=dict)
+    # Held while the pod's volumes are written: setup and the refresh loop never overlap.
+    volumes_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tokens: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
     # Cleared while a test holds the pod's containers down (a lost node); set otherwise.
     restarts_allowed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -334,7 +336,8 @@ class Kubelet:
                 try:
                     await self._setup_volumes(state)
                     break
-                except (volumes.VolumeError, ApiError) as error:
+                except (volumes.VolumeError, ApiError, OSError) as error:
+                    # A kubelet retries a failed mount until the pod goes.
                     await self._waiting(state, "ContainerCreating", str(error))
                     await asyncio.sleep(1.0)
             for container in state.init:
@@ -556,16 +559,18 @@ class Kubelet:
         pod = state.pod
         fs_group = self._fs_group(pod)
         changed = False
-        for volume in pod["spec"].get("volumes") or []:
-            tokens = await self._tokens(state, volume)
-            contents = volumes.files(volume, pod, self.lookup, functools.partial(_token, tokens))
-            if contents is None:
-                continue
-            directory = state.directory / "volumes" / volume["name"]
-            state.volume_dirs[volume["name"]] = directory
-            changed |= await asyncio.to_thread(
-                volumes.write_atomically, directory, contents, uid=0, gid=fs_group
-            )
+        async with state.volumes_lock:
+            for volume in pod["spec"].get("volumes") or []:
+                tokens = await self._tokens(state, volume)
+                lookup = functools.partial(_token, tokens)
+                contents = volumes.files(volume, pod, self.lookup, lookup)
+                if contents is None:
+                    continue
+                directory = state.directory / "volumes" / volume["name"]
+                state.volume_dirs[volume["name"]] = directory
+                changed |= await asyncio.to_thread(
+                    volumes.write_atomically, directory, contents, uid=0, gid=fs_group
+                )
         return changed
 
     async def _tokens(self, state: PodState, volume: JSON) -> dict[tuple[str, int], str]:

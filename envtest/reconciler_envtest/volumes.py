@@ -14,6 +14,7 @@ import datetime
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,9 +175,9 @@ def write_atomically(directory: Path, contents: Files, *, uid: int, gid: int) ->
     if current.exists() and _same(current, contents):
         return False
     directory.mkdir(parents=True, exist_ok=True)
+    # Unique names, as two writers of one directory must never share a staging entry.
     stamp = datetime.datetime.now(datetime.UTC).strftime("..%Y_%m_%d_%H_%M_%S.%f")
-    fresh = directory / stamp
-    fresh.mkdir()
+    fresh = Path(tempfile.mkdtemp(prefix=f"{stamp}_", dir=directory))
     for relative, (data, mode) in contents.items():
         target = fresh / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -186,9 +187,8 @@ def write_atomically(directory: Path, contents: Files, *, uid: int, gid: int) ->
     for folder in [fresh, *(p for p in fresh.rglob("*") if p.is_dir())]:
         os.chown(folder, uid, gid)
         folder.chmod(0o755)
-    staged = directory / "..data_tmp"
-    staged.unlink(missing_ok=True)
-    staged.symlink_to(stamp)
+    staged = directory / f"..data_tmp{fresh.name}"
+    staged.symlink_to(fresh.name)
     previous = os.readlink(current) if current.is_symlink() else None
     staged.rename(current)
     wanted = {relative.split("/", 1)[0] for relative in contents}

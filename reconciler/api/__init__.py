@@ -8,14 +8,12 @@ and `invalid_spec_condition`; `reconciler crd` prints the CRDs generated from th
 from reconciler.api.defaults import with_defaults
 from reconciler.api.v1beta1 import PGAdmin, PGUpgrade, PostgresCluster
 from reconciler.api.validation import (
-    INVALID_SPEC_REASON,
     InvalidSpec,
     invalid_spec_condition,
     parse_postgres_cluster,
 )
 
 __all__ = [
-    "INVALID_SPEC_REASON",
     "InvalidSpec",
     "PGAdmin",
     "PGUpgrade",

@@ -2,7 +2,8 @@
 
 The apiserver validates against our CRD, so a rejected object is one admitted under another
 (older) CRD. The controller must not crash on it: it sets the condition from
-`invalid_spec_condition`, emits a Warning Event with reason `INVALID_SPEC_REASON`, and moves on.
+`invalid_spec_condition`, emits a Warning Event with reason `naming.REASON_INVALID_SPEC`, and
+moves on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.api.v1beta1 import PostgresCluster
-
-INVALID_SPEC_REASON = "InvalidSpec"
+from reconciler.naming import CONDITION_READY, REASON_INVALID_SPEC
 
 
 class InvalidSpec(ValueError):
@@ -50,9 +50,9 @@ def parse_postgres_cluster(raw: Mapping[str, Any]) -> PostgresCluster:
 def invalid_spec_condition(error: InvalidSpec, observed_generation: int) -> dict[str, Any]:
     """The `Ready` condition of an object whose spec the operator cannot use."""
     return {
-        "type": "Ready",
+        "type": CONDITION_READY,
         "status": "False",
-        "reason": INVALID_SPEC_REASON,
+        "reason": REASON_INVALID_SPEC,
         "message": f"{error.field}: {error.message}",
         "observedGeneration": observed_generation,
     }

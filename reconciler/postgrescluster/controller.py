@@ -17,7 +17,6 @@ import structlog
 
 from reconciler import naming
 from reconciler.api import (
-    INVALID_SPEC_REASON,
     InvalidSpec,
     invalid_spec_condition,
     parse_postgres_cluster,
@@ -129,25 +128,25 @@ class PostgresClusterReconciler:
 
     async def _converge(self, ctx: Context) -> Result | None:
         if _has_invalid_spec(ctx.status):
-            ctx.clear_condition("Ready")  # the spec parses again
+            ctx.clear_condition(naming.CONDITION_READY)  # the spec parses again
         await _report_unsupported(ctx)
         if ctx.spec.get("paused"):
             ctx.set_condition(
-                "Progressing",
+                naming.CONDITION_PROGRESSING,
                 "False",
-                "Paused",
+                naming.REASON_PAUSED,
                 "No spec changes will be applied and no other statuses will be updated.",
             )
             return None
-        ctx.clear_condition("Progressing")
+        ctx.clear_condition(naming.CONDITION_PROGRESSING)
         if ctx.postgres_image is None and not ctx.spec.get("shutdown"):
             key = f"RELATED_IMAGE_{image_key(ctx.spec)}"
             message = (
                 f"No image for PostgreSQL {ctx.spec['postgresVersion']}: set spec.image, "
                 f"or set {key} in the operator's environment"
             )
-            await ctx.warn("MissingRequiredImage", message)
-            ctx.set_condition("Ready", "False", "MissingRequiredImage", message)
+            await ctx.warn(naming.REASON_MISSING_IMAGE, message)
+            ctx.set_condition(naming.CONDITION_READY, "False", naming.REASON_MISSING_IMAGE, message)
             return None
         self._observe_patroni(ctx)
         results: list[Result] = []
@@ -161,8 +160,8 @@ class PostgresClusterReconciler:
                 raise
             if result is not None and result.requeue_after > 0:
                 results.append(result)
-        ctx.clear_condition(status.CONDITION_RECONCILE_FAILED)
-        ctx.set_condition("Ready", *status.ready(ctx.status, ctx.spec))
+        ctx.clear_condition(naming.CONDITION_RECONCILE_FAILED)
+        ctx.set_condition(naming.CONDITION_READY, *status.ready(ctx.status, ctx.spec))
         ctx.status["observedGeneration"] = ctx.generation
         return min(results, key=lambda r: r.requeue_after, default=None)
 
@@ -177,12 +176,14 @@ class PostgresClusterReconciler:
             "back-off (its log has the details)"
         )
         previous = conditions.find(
-            ctx.status.get("conditions") or [], status.CONDITION_RECONCILE_FAILED
+            ctx.status.get("conditions") or [], naming.CONDITION_RECONCILE_FAILED
         )
-        ctx.set_condition(status.CONDITION_RECONCILE_FAILED, "True", "StepFailed", message)
+        ctx.set_condition(
+            naming.CONDITION_RECONCILE_FAILED, "True", naming.REASON_STEP_FAILED, message
+        )
         with contextlib.suppress(ApiError):
             if previous is None or previous.get("message") != message:
-                await ctx.warn("ReconcileFailed", message)
+                await ctx.warn(naming.REASON_RECONCILE_FAILED, message)
             await self._write_status(ctx.raw, ctx.status)
 
     def _observe_patroni(self, ctx: Context) -> None:
@@ -201,18 +202,18 @@ class PostgresClusterReconciler:
         generation = int(raw["metadata"].get("generation", 0))
         current = copy.deepcopy(raw.get("status") or {})
         condition = invalid_spec_condition(error, generation)
-        previous = conditions.find(current.get("conditions") or [], "Ready")
+        previous = conditions.find(current.get("conditions") or [], naming.CONDITION_READY)
         current["conditions"] = conditions.set_condition(
             current.get("conditions") or [],
-            "Ready",
+            naming.CONDITION_READY,
             "False",
-            INVALID_SPEC_REASON,
+            naming.REASON_INVALID_SPEC,
             condition["message"],
             observed_generation=generation,
         )
         if previous is None or previous.get("message") != condition["message"]:
             message = f"{condition['message']}; correct the field and apply the manifest again"
-            await self.recorder.event(raw, "Warning", INVALID_SPEC_REASON, message)
+            await self.recorder.event(raw, "Warning", naming.REASON_INVALID_SPEC, message)
         log.warning("invalid spec", field=error.field, error=error.message)
         await self._write_status(raw, current)
 
@@ -249,13 +250,17 @@ async def _report_unsupported(ctx: Context) -> None:
     accepted but not acted on yet: never ignored silently."""
     fields = status.unsupported_fields(ctx.spec)
     if not fields:
-        ctx.clear_condition(status.CONDITION_UNSUPPORTED)
+        ctx.clear_condition(naming.CONDITION_UNSUPPORTED_SPEC)
         return
     message = status.unsupported_message(fields)
-    previous = conditions.find(ctx.status.get("conditions") or [], status.CONDITION_UNSUPPORTED)
-    ctx.set_condition(status.CONDITION_UNSUPPORTED, "True", "NotImplemented", message)
+    previous = conditions.find(
+        ctx.status.get("conditions") or [], naming.CONDITION_UNSUPPORTED_SPEC
+    )
+    ctx.set_condition(
+        naming.CONDITION_UNSUPPORTED_SPEC, "True", naming.REASON_NOT_IMPLEMENTED, message
+    )
     if previous is None or previous.get("message") != message:
-        await ctx.warn("UnsupportedSpec", message)
+        await ctx.warn(naming.REASON_UNSUPPORTED_SPEC, message)
 
 
 def _namespace_terminating(error: ApiError) -> bool:
@@ -268,8 +273,8 @@ def _namespace_terminating(error: ApiError) -> bool:
 
 
 def _has_invalid_spec(current: JSON) -> bool:
-    ready = conditions.find(current.get("conditions") or [], "Ready")
-    return ready is not None and ready.get("reason") == INVALID_SPEC_REASON
+    ready = conditions.find(current.get("conditions") or [], naming.CONDITION_READY)
+    return ready is not None and ready.get("reason") == naming.REASON_INVALID_SPEC
 
 
 def controller(

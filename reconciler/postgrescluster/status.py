@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler import naming
 from reconciler.runtime.client import JSON
-
-CONDITION_UNSUPPORTED = "UnsupportedSpec"
-CONDITION_RECONCILE_FAILED = "ReconcileFailed"
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> JSON:
@@ -26,10 +24,10 @@ def ready(status: JSON, spec: JSON) -> tuple[str, str, str]:
     wanted = sum(int(s["replicas"]) for s in spec["instances"])
     count = sum(int(s.get("readyReplicas", 0)) for s in observed)
     if spec.get("shutdown"):
-        return "False", "Shutdown", "The cluster is shut down (spec.shutdown)."
+        return "False", naming.REASON_SHUTDOWN, "The cluster is shut down (spec.shutdown)."
     if count >= wanted:
-        return "True", "AllInstancesReady", f"{count} of {wanted} instances ready"
-    return "False", "InstancesNotReady", f"{count} of {wanted} instances ready"
+        return "True", naming.REASON_ALL_INSTANCES_READY, f"{count} of {wanted} instances ready"
+    return "False", naming.REASON_INSTANCES_NOT_READY, f"{count} of {wanted} instances ready"
 
 
 def unsupported_fields(spec: JSON) -> list[str]:

@@ -22,7 +22,6 @@ from reconciler.runtime.resources import CONFIG_MAPS
 
 log = structlog.get_logger(__name__)
 
-REASON = "DatabaseInitSQLFailed"
 FIRST_RETRY = 5.0
 LAST_RETRY = 300.0
 
@@ -56,11 +55,14 @@ async def reconcile(ctx: Context) -> Result | None:
     if problem is not None:
         delay = min(delay * 2, LAST_RETRY)
         ctx.memory.database_init_retry = (time.monotonic() + delay, delay)
-        await ctx.warn(REASON, f"spec.databaseInitSQL ({source}): {problem}; retry in {delay:.0f}s")
+        await ctx.warn(
+            naming.REASON_INIT_SQL_FAILED,
+            f"spec.databaseInitSQL ({source}): {problem}; retry in {delay:.0f}s",
+        )
         return Result(requeue_after=delay)
     ctx.memory.database_init_retry = None
     ctx.status["databaseInitSQL"] = wanted["name"]
-    await ctx.recorder.event(ctx.raw, "Normal", "DatabaseInitSQLDone", f"ran {source}")
+    await ctx.recorder.event(ctx.raw, "Normal", naming.REASON_INIT_SQL_DONE, f"ran {source}")
     return None
 
 

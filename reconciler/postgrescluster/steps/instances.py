@@ -86,7 +86,7 @@ async def reconcile(ctx: Context) -> None:
     ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
     _report_volumes(ctx, resize_errors)
     if resize_errors:
-        await ctx.warn("PersistentVolumeResizeError", "; ".join(resize_errors))
+        await ctx.warn(naming.REASON_PV_RESIZE_ERROR, "; ".join(resize_errors))
 
 
 def _known_instances(ctx: Context, statefulsets: list[JSON]) -> dict[str, set[str]]:
@@ -229,14 +229,16 @@ def _report_volumes(ctx: Context, resize_errors: list[str]) -> None:
             growing.append(claim["metadata"]["name"])
     if growing:
         message = f"Resizing {', '.join(sorted(growing))}"
-        ctx.set_condition("PersistentVolumeResizing", "True", "Resizing", message)
+        ctx.set_condition(naming.CONDITION_PV_RESIZING, "True", naming.REASON_RESIZING, message)
     else:
-        ctx.clear_condition("PersistentVolumeResizing")
+        ctx.clear_condition(naming.CONDITION_PV_RESIZING)
     if resize_errors:
         message = "; ".join(resize_errors)
-        ctx.set_condition("PersistentVolumeResizeError", "True", "ResizeRefused", message)
+        ctx.set_condition(
+            naming.CONDITION_PV_RESIZE_ERROR, "True", naming.REASON_RESIZE_REFUSED, message
+        )
     else:
-        ctx.clear_condition("PersistentVolumeResizeError")
+        ctx.clear_condition(naming.CONDITION_PV_RESIZE_ERROR)
 
 
 async def _remove_instance(ctx: Context, instance: str) -> None:

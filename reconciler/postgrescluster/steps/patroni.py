@@ -36,8 +36,6 @@ from reconciler.runtime.client import JSON
 
 log = structlog.get_logger(__name__)
 
-CONDITION_REFUSED = "SwitchoverRefused"
-
 
 class InvalidSwitchover(ValueError):
     """A switchover request that cannot be carried out as written."""
@@ -186,9 +184,13 @@ async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> Non
     annotations = ctx.raw["metadata"].get("annotations") or {}
     trigger = annotations.get(naming.ANNOTATION_SWITCHOVER)
     status = ctx.status.setdefault("patroni", {})
-    refusal = conditions.find(ctx.status.get("conditions") or [], CONDITION_REFUSED)
+    refusal = conditions.find(
+        ctx.status.get("conditions") or [], naming.CONDITION_SWITCHOVER_REFUSED
+    )
     if refusal is not None and not refuses(refusal, trigger):
-        ctx.clear_condition(CONDITION_REFUSED)  # the annotation changed or went away
+        ctx.clear_condition(
+            naming.CONDITION_SWITCHOVER_REFUSED
+        )  # the annotation changed or went away
         refusal = None
     names = ctx.instances.names
     leader = primary["metadata"]["name"]
@@ -205,8 +207,10 @@ async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> Non
     except InvalidSwitchover as error:
         assert trigger is not None
         message = refusal_message(trigger, error)
-        ctx.set_condition(CONDITION_REFUSED, "True", "SwitchoverInvalid", message)
-        await ctx.warn("SwitchoverInvalid", message)
+        ctx.set_condition(
+            naming.CONDITION_SWITCHOVER_REFUSED, "True", naming.REASON_SWITCHOVER_INVALID, message
+        )
+        await ctx.warn(naming.REASON_SWITCHOVER_INVALID, message)
         return
     if request is None:
         return

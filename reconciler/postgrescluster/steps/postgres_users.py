@@ -25,8 +25,6 @@ from reconciler.runtime.resources import SECRETS
 
 log = structlog.get_logger(__name__)
 
-REASON = "PostgresUsersFailed"
-
 
 def wants_schemas(ctx: Context) -> bool:
     """AutoCreateUserSchema: the feature gate and the cluster's annotation."""
@@ -73,7 +71,7 @@ async def reconcile(ctx: Context) -> None:
     except asyncpg.PostgresError as error:
         message = f"Could not provision spec.users in PostgreSQL: {error}"
         log.warning("provisioning users failed", error=str(error))
-        await ctx.warn(REASON, message)
+        await ctx.warn(naming.REASON_USERS_FAILED, message)
         return
     ctx.status["usersRevision"] = revision
 
@@ -85,7 +83,7 @@ async def _cannot_authenticate(ctx: Context) -> None:
         return
     ctx.memory.custom_tls_warned = True
     await ctx.warn(
-        "PostgresUsersNotProvisioned",
+        naming.REASON_USERS_NOT_PROVISIONED,
         "spec.customTLSSecret is set: PostgreSQL accepts client certificates of that CA only, "
         "so the operator cannot log in to create roles and databases of spec.users; create them "
         "yourself, or remove spec.customTLSSecret to let the operator manage them",

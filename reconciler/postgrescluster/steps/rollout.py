@@ -93,5 +93,8 @@ async def reconcile(ctx: Context) -> None:
         log.info("switchover for the rollout failed; retrying", error=str(error))
         return
     await ctx.recorder.event(
-        ctx.raw, "Normal", "RollingUpdate", f"primary moved for the new pod template: {message}"
+        ctx.raw,
+        "Normal",
+        naming.REASON_ROLLING_UPDATE,
+        f"primary moved for the new pod template: {message}",
     )

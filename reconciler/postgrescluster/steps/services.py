@@ -169,11 +169,16 @@ async def reconcile(ctx: Context) -> None:
                 f"spec.{key}.nodePort is set but spec.{key}.type is ClusterIP; "
                 f"set spec.{key}.type to NodePort or LoadBalancer, or remove the nodePort"
             )
-            await ctx.warn("MisconfiguredClusterIP", message)
-            ctx.set_condition("ServicesConfigured", "False", "MisconfiguredClusterIP", message)
+            await ctx.warn(naming.REASON_MISCONFIGURED_CLUSTER_IP, message)
+            ctx.set_condition(
+                naming.CONDITION_SERVICES_CONFIGURED,
+                "False",
+                naming.REASON_MISCONFIGURED_CLUSTER_IP,
+                message,
+            )
             break
     else:
-        ctx.clear_condition("ServicesConfigured")
+        ctx.clear_condition(naming.CONDITION_SERVICES_CONFIGURED)
     await ctx.apply(SERVICES, pod_service(owner))
     leader = await ctx.apply(SERVICES, leader_service(owner, port, spec.get("service")))
     await ctx.apply(SERVICES, distributed_configuration_service(owner))
