@@ -34,13 +34,14 @@ async def test_hippo_runs_postgres_and_serves_its_user(
     assert uri.startswith("postgresql://hippo:")
     assert uri.endswith(f"@hippo-primary.{namespace}.svc:5432/zoo")
 
-    async def connect() -> asyncpg.Connection | None:
-        try:
-            return await asyncpg.connect(uri, ssl=tls, timeout=5)
-        except asyncpg.InvalidAuthorizationSpecificationError:
-            return None  # the role comes right after the cluster is writable
+    # The role can log in as soon as it exists, its schema comes after (as with PGO): the
+    # provisioning is complete once status.usersRevision records it.
+    async def provisioned() -> bool:
+        status = (await kube.get(CLUSTERS, "hippo", namespace)).get("status") or {}
+        return bool(status.get("usersRevision"))
 
-    connection = await wait_for(connect, timeout=60, interval=0.5)
+    await wait_for(provisioned, timeout=60, interval=0.5)
+    connection = await asyncpg.connect(uri, ssl=tls, timeout=5)
     try:
         assert await connection.fetchval("select current_schema()") == "hippo"  # its own schema
         await connection.execute("create table animals (name text)")
@@ -49,8 +50,6 @@ async def test_hippo_runs_postgres_and_serves_its_user(
         assert await connection.fetchval("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
     finally:
         await connection.close()
-    cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    assert cluster["status"]["usersRevision"]
 
     # Mounted volumes follow their sources, as with a kubelet: here the downward API's.
     name = pod["metadata"]["name"]
