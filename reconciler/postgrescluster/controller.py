@@ -119,7 +119,7 @@ class PostgresClusterReconciler:
             result = await self._converge(ctx)
             await self._write_status(raw, ctx.status)
         except ApiError as error:
-            if not _namespace_terminating(error):
+            if not namespace_terminating(error):
                 raise
             # Nothing can be created there any more; the cluster's deletion follows.
             log.info("namespace is being deleted; waiting for the cluster's deletion")
@@ -168,11 +168,11 @@ class PostgresClusterReconciler:
     async def _fail(self, ctx: Context, step: Step, error: Exception) -> None:
         """Record a failed step in the status (and an Event when the failure is new), so that
         `kubectl describe` tells what the operator is stuck on while it retries."""
-        if isinstance(error, ApiError) and _namespace_terminating(error):
+        if isinstance(error, ApiError) and namespace_terminating(error):
             return
         name = step.__module__.rsplit(".", 1)[-1]
         message = (
-            f"step {name} failed: {error or type(error).__name__}; the operator retries with "
+            f"step {name} failed: {str(error) or type(error).__name__}; the operator retries with "
             "back-off (its log has the details)"
         )
         previous = conditions.find(
@@ -263,7 +263,8 @@ async def _report_unsupported(ctx: Context) -> None:
         await ctx.warn(naming.REASON_UNSUPPORTED_SPEC, message)
 
 
-def _namespace_terminating(error: ApiError) -> bool:
+def namespace_terminating(error: ApiError) -> bool:
+    """Whether the API refused a write because the namespace is being deleted."""
     # Creates carry a NamespaceTerminating cause; server-side applies only the message.
     causes = (error.body.get("details") or {}).get("causes") or []
     return error.status == 403 and (

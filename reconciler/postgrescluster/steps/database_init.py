@@ -16,7 +16,7 @@ import structlog
 from reconciler import naming
 from reconciler.postgres import psql
 from reconciler.postgrescluster.context import Context
-from reconciler.runtime.client import NotFoundError
+from reconciler.runtime.client import JSON, NotFoundError
 from reconciler.runtime.controller import Result
 from reconciler.runtime.resources import CONFIG_MAPS
 
@@ -30,7 +30,8 @@ async def reconcile(ctx: Context) -> Result | None:
     """Run the init SQL once, when asked and not yet done; after a failure, ask to be called
     again when its back-off ends."""
     wanted = ctx.spec.get("databaseInitSQL")
-    if not wanted or not _due(ctx, wanted["name"]):
+    ready = ctx.instances.ready_primary is not None
+    if not wanted or not due(ctx.status, ctx.spec, wanted["name"], primary_ready=ready):
         return None
     next_attempt, delay = ctx.memory.database_init_retry or (0.0, FIRST_RETRY / 2)
     if (wait := next_attempt - time.monotonic()) > 0:
@@ -66,14 +67,14 @@ async def reconcile(ctx: Context) -> Result | None:
     return None
 
 
-def _due(ctx: Context, name: str) -> bool:
+def due(status: JSON, spec: JSON, name: str, *, primary_ready: bool) -> bool:
     """Not run yet, and runnable now: users first (the script may grant to them; never, with
     `spec.customTLSSecret`), on a ready primary."""
     return (
-        ctx.status.get("databaseInitSQL") != name
-        and not ctx.spec.get("shutdown")
-        and ctx.status.get("usersRevision") is not None
-        and ctx.instances.ready_primary is not None
+        status.get("databaseInitSQL") != name
+        and not spec.get("shutdown")
+        and status.get("usersRevision") is not None
+        and primary_ready
     )
 
 

@@ -11,6 +11,7 @@ A failure becomes a Warning Event with PostgreSQL's message; the next reconcile 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 import asyncpg
 import structlog
@@ -26,13 +27,9 @@ from reconciler.runtime.resources import SECRETS
 log = structlog.get_logger(__name__)
 
 
-def wants_schemas(ctx: Context) -> bool:
-    """AutoCreateUserSchema: the feature gate and the cluster's annotation."""
-    annotations = ctx.raw["metadata"].get("annotations") or {}
-    return (
-        ctx.environment.auto_create_user_schema
-        and annotations.get(naming.ANNOTATION_AUTO_CREATE_USER_SCHEMA) == "true"
-    )
+def wants_schemas(annotations: Mapping[str, str], *, gate: bool) -> bool:
+    """AutoCreateUserSchema: the feature gate and the cluster's annotation, both."""
+    return gate and annotations.get(naming.ANNOTATION_AUTO_CREATE_USER_SCHEMA) == "true"
 
 
 async def reconcile(ctx: Context) -> None:
@@ -50,7 +47,10 @@ async def reconcile(ctx: Context) -> None:
         if not verifier:
             return  # the Secret was just written; its event brings us back
         verifiers[user["name"]] = base64.b64decode(verifier).decode()
-    schemas = wants_schemas(ctx)
+    schemas = wants_schemas(
+        ctx.raw["metadata"].get("annotations") or {},
+        gate=ctx.environment.auto_create_user_schema,
+    )
     revision = sql.users_revision(wanted, verifiers, schemas=schemas)
     if ctx.status.get("usersRevision") == revision:
         return

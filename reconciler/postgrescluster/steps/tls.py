@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 
 from reconciler import naming
-from reconciler.intent import owner_reference
+from reconciler.intent import Owner, owner_reference
 from reconciler.pki import authority, certificates, x509
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import JSON
@@ -46,17 +46,23 @@ async def _root(ctx: Context, now: datetime.datetime) -> x509.Certificate:
     root = certificates.read(secret, "root.crt", "root.key")
     if root is None or not authority.root_is_usable(root, now):
         root = authority.new_root(now)
-    owners: list[JSON] = [
-        ref
-        for ref in ((secret or {}).get("metadata") or {}).get("ownerReferences") or []
-        if ref.get("uid") != ctx.owner.uid
-    ]
-    # A plain reference, as PGO writes it: no cluster controls the shared root.
-    reference = owner_reference(ctx.owner)
-    mine = {key: reference[key] for key in ("apiVersion", "kind", "name", "uid")}
-    owners = sorted([*owners, mine], key=lambda ref: str(ref.get("uid")))
+    owners = root_owners(secret, ctx.owner)
     await ctx.apply(SECRETS, certificates.root_secret(ctx.namespace, root, owners))
     return root
+
+
+def root_owners(secret: JSON | None, owner: Owner) -> list[JSON]:
+    """The root Secret's owner references with this cluster's among them: every cluster of the
+    namespace that uses the root keeps a plain reference (no controller, as PGO writes it), so
+    the root goes with the last of them."""
+    others = [
+        ref
+        for ref in ((secret or {}).get("metadata") or {}).get("ownerReferences") or []
+        if ref.get("uid") != owner.uid
+    ]
+    reference = owner_reference(owner)
+    mine = {key: reference[key] for key in ("apiVersion", "kind", "name", "uid")}
+    return sorted([*others, mine], key=lambda ref: str(ref.get("uid")))
 
 
 def _current_leaf(
