@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -18,6 +18,7 @@ from reconciler.api.kubernetes import (
     VolumeClaimSpec,
     VolumeProjection,
 )
+from reconciler.api.v1beta1.instrumentation import InstrumentationSpec
 from reconciler.api.v1beta1.shared import (
     API_VERSION,
     ApiVersion,
@@ -26,6 +27,17 @@ from reconciler.api.v1beta1.shared import (
     Metadata,
     SecretKeyRef,
 )
+
+
+class OAuthConfiguration(ApiModel):
+    """One OAuth2 provider of pgAdmin, its settings in a Secret."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
+    name: Annotated[str, Field(min_length=1, max_length=20, pattern="^[A-Za-z0-9]+$")]
+    """The provider's `OAUTH2_NAME`."""
+    secret: SecretKeyRef
+    """The Secret key holding the provider's settings as a JSON object."""
 
 
 class StandalonePGAdminConfiguration(ApiModel):
@@ -39,6 +51,10 @@ class StandalonePGAdminConfiguration(ApiModel):
     """Settings of the gunicorn web server, by name."""
     ldap_bind_password: SecretKeyRef | None = None
     """The Secret key that holds the LDAP bind password."""
+    oauth_configurations: list[OAuthConfiguration] | None = Field(
+        None, min_length=1, max_length=10, json_schema_extra=list_map("name")
+    )
+    """OAuth2 providers, joined to any `OAUTH2_CONFIG` of `settings`."""
     settings: dict[str, Any] | None = Field(None, json_schema_extra=PRESERVE_UNKNOWN_FIELDS)
     """pgAdmin `config_system.py` settings, by name."""
 
@@ -82,6 +98,8 @@ class PGAdminSpec(ApiModel):
     """Labels and annotations of the pgAdmin objects."""
     config: StandalonePGAdminConfiguration | None = None
     """pgAdmin settings."""
+    instrumentation: InstrumentationSpec | None = None
+    """OpenTelemetry collection of pgAdmin's logs."""
     data_volume_claim_spec: VolumeClaimSpec
     """The PersistentVolumeClaim spec of pgAdmin's data."""
     image: str | None = None
