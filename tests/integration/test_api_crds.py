@@ -66,6 +66,12 @@ def _changed(obj: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     return changed
 
 
+async def _dry_run(kube: Client, kind: crd.Kind, manifest: dict[str, Any]) -> None:
+    """Create `manifest` in namespace default as a server-side dry run (all validation)."""
+    path = kind.resource.path("default")
+    await kube.request("POST", path, params={"dryRun": "All"}, body=manifest)
+
+
 PVC_WITHOUT_STORAGE = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {}}}
 PVC = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
 VOLUME_REPO = {"name": "repo1", "volume": {"volumeClaimSpec": PVC_WITHOUT_STORAGE}}
@@ -337,14 +343,8 @@ INVALID = [
 async def test_invalid_postgrescluster_is_rejected(
     kube: Client, path: str, value: object, expected: list[str]
 ) -> None:
-    manifest = _changed(hippo(), path, value)
     with pytest.raises(InvalidError) as rejected:
-        await kube.request(
-            "POST",
-            crd.POSTGRES_CLUSTERS.resource.path("default"),
-            params={"dryRun": "All"},
-            body=manifest,
-        )
+        await _dry_run(kube, crd.POSTGRES_CLUSTERS, _changed(hippo(), path, value))
     for text in expected:
         assert text in rejected.value.message
 
@@ -364,13 +364,7 @@ async def test_what_pgo_accepts_is_accepted(
     kube: Client, path: str, value: object, expected: list[str]
 ) -> None:
     """Manifests PGO v5.8's CRD accepts: a drop-in must not refuse them."""
-    manifest = _changed(hippo(), path, value)
-    await kube.request(
-        "POST",
-        crd.POSTGRES_CLUSTERS.resource.path("default"),
-        params={"dryRun": "All"},
-        body=manifest,
-    )
+    await _dry_run(kube, crd.POSTGRES_CLUSTERS, _changed(hippo(), path, value))
 
 
 @pytest.mark.usefixtures("crds")
@@ -379,18 +373,15 @@ async def test_pgupgrade_jobs_and_pgadmin_secret_references_as_pgo(kube: Client)
     Secret."""
     upgrade = load(Path(__file__).parents[2] / "manifests/examples/pgupgrade.yaml")
     upgrade["spec"]["jobs"] = 4
-    path = crd.PG_UPGRADES.resource.path("default")
-    await kube.request("POST", path, params={"dryRun": "All"}, body=upgrade)
+    await _dry_run(kube, crd.PG_UPGRADES, upgrade)
     upgrade["spec"]["jobs"] = -1
     with pytest.raises(InvalidError) as rejected:
-        await kube.request("POST", path, params={"dryRun": "All"}, body=upgrade)
+        await _dry_run(kube, crd.PG_UPGRADES, upgrade)
     assert "spec.jobs" in rejected.value.message
     pgadmin = load(Path(__file__).parents[2] / "manifests/examples/pgadmin.yaml")
     pgadmin["spec"].setdefault("config", {})["ldapBindPassword"] = {"key": "password"}
     with pytest.raises(InvalidError) as rejected:
-        await kube.request(
-            "POST", crd.PG_ADMINS.resource.path("default"), params={"dryRun": "All"}, body=pgadmin
-        )
+        await _dry_run(kube, crd.PG_ADMINS, pgadmin)
     assert "spec.config.ldapBindPassword.name" in rejected.value.message
 
 
@@ -399,9 +390,7 @@ async def test_invalid_pgupgrade_is_rejected(kube: Client) -> None:
     upgrade = load(Path(__file__).parents[2] / "manifests/examples/pgupgrade.yaml")
     upgrade["spec"]["toPostgresVersion"] = upgrade["spec"]["fromPostgresVersion"]
     with pytest.raises(InvalidError) as rejected:
-        await kube.request(
-            "POST", crd.PG_UPGRADES.resource.path("default"), params={"dryRun": "All"}, body=upgrade
-        )
+        await _dry_run(kube, crd.PG_UPGRADES, upgrade)
     assert "spec.toPostgresVersion" in rejected.value.message
     assert "must be greater than fromPostgresVersion" in rejected.value.message
 
