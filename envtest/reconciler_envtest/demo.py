@@ -38,7 +38,8 @@ from reconciler_envtest import daemon, images, isolation
 from reconciler_envtest.process import free_port
 
 NAMESPACE = "postgres-operator"
-EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "hippo.yaml"
+# The repository's example, as users apply it (this file is envtest/reconciler_envtest/demo.py).
+EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "hippo.yaml"
 CLUSTERS = crd.POSTGRES_CLUSTERS.resource
 TIMEOUT = 180.0
 T = TypeVar("T")

@@ -67,7 +67,7 @@ async def published_schemas() -> dict[str, Any]:
 
 
 def main() -> None:
-    """Capture the definitions and write them next to this module."""
+    """Capture the definitions into `reconciler/api/openapi/definitions.json`."""
     from reconciler.api.crd import embedded_definitions
 
     schemas = asyncio.run(published_schemas())
