@@ -126,7 +126,10 @@ async def _ready(kube: Client) -> JSON | None:
     cluster = await kube.get(CLUSTERS, "hippo", NAMESPACE)
     status = cluster.get("status") or {}
     ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-    return cluster if ready and ready[0]["status"] == "True" else None
+    # At the applied generation: a demo run again over an earlier one's state waits for the
+    # operator to have looked at this spec.
+    current = status.get("observedGeneration") == cluster["metadata"]["generation"]
+    return cluster if current and ready and ready[0]["status"] == "True" else None
 
 
 async def _until(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
