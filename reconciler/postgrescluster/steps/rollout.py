@@ -27,10 +27,10 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """One step of a rollout: delete `pod`, or switch over from `pod` to `candidate`."""
+class Action:
+    """One action of a rollout: delete `pod`, or switch over from `pod` to `candidate`."""
 
-    action: str  # "delete" or "switchover"
+    kind: str  # "delete" or "switchover"
     pod: str
     candidate: str | None = None
 
@@ -47,8 +47,8 @@ def outdated(pod: JSON, statefulsets: dict[str, JSON]) -> bool | None:
     return bool(revision and status.get("updateRevision") and revision != status["updateRevision"])
 
 
-def next_step(pods: Sequence[JSON], statefulsets: dict[str, JSON]) -> Step | None:
-    """The rollout's next step, or None (nothing outdated, or not safe to act now)."""
+def next_action(pods: Sequence[JSON], statefulsets: dict[str, JSON]) -> Action | None:
+    """The rollout's next action, or None (nothing outdated, or not safe to act now)."""
     if len(pods) < len(statefulsets) or not all(_available(p) for p in pods):
         return None
     states = {p["metadata"]["name"]: outdated(p, statefulsets) for p in pods}
@@ -56,12 +56,12 @@ def next_step(pods: Sequence[JSON], statefulsets: dict[str, JSON]) -> Step | Non
         return None
     replicas = sorted(n for n, old in states.items() if old and not _primary(pods, n))
     if replicas:
-        return Step("delete", replicas[0])
+        return Action("delete", replicas[0])
     primary = next(n for n, old in states.items() if old)
     current = sorted(n for n, old in states.items() if not old)
     if current:
-        return Step("switchover", primary, current[0])
-    return Step("delete", primary)
+        return Action("switchover", primary, current[0])
+    return Action("delete", primary)
 
 
 def _available(pod: JSON) -> bool:
@@ -73,22 +73,22 @@ def _primary(pods: Sequence[JSON], name: str) -> bool:
 
 
 async def reconcile(ctx: Context) -> None:
-    """Take the next step of a rollout, if one is due."""
+    """Take the next action of a rollout, if one is due."""
     if ctx.spec.get("shutdown"):
         return
     pods = ctx.instances.pods
-    step = next_step(pods, ctx.instances.statefulsets_by_name())
-    if step is None:
+    action = next_action(pods, ctx.instances.statefulsets_by_name())
+    if action is None:
         return
-    if step.action == "delete":
-        pod = next(p for p in pods if p["metadata"]["name"] == step.pod)
-        log.info("rolling out the pod template", pod=step.pod)
+    if action.kind == "delete":
+        pod = next(p for p in pods if p["metadata"]["name"] == action.pod)
+        log.info("rolling out the pod template", pod=action.pod)
         await ctx.delete(PODS, pod)
         return
-    host = naming.instance_pod_dns(step.pod, ctx.name, ctx.namespace)
+    host = naming.instance_pod_dns(action.pod, ctx.name, ctx.namespace)
     client = PatroniClient(host, ctx.spec["patroni"]["port"], client_tls(ctx.root_ca))
     try:
-        message = await client.switchover(step.pod, step.candidate)
+        message = await client.switchover(action.pod, action.candidate)
     except PatroniError as error:
         log.info("switchover for the rollout failed; retrying", error=str(error))
         return
