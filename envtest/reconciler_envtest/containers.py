@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import shlex
 import signal
+import struct
+import termios
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,74 @@ class ContainerSpec:
     working_dir: str = "/"
     read_only_root: bool = False
     links: Mapping[str, str] | None = None  # container path -> node path, made as symlinks
+    stdin: bool = False  # the container's `stdin`: its standard input stays open for attach
+    tty: bool = False  # the container's `tty`: it runs on a terminal
+
+
+@dataclass
+class Stdio:
+    """A process's standard streams as the node holds them: `stdout` carries the terminal's
+    output when `terminal` is set (a terminal has no separate stderr)."""
+
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader | None
+    stdin: asyncio.StreamWriter | None
+    terminal: int | None = None  # the terminal's controlling side (a file descriptor)
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the terminal's size, as `kubectl exec -t` reports the user's window."""
+        if self.terminal is not None:
+            size = struct.pack("HHHH", height, width, 0, 0)
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.terminal, termios.TIOCSWINSZ, size)
+
+    def close(self) -> None:
+        """Close the node's ends (the process keeps running if it ignores that)."""
+        if self.stdin is not None:
+            self.stdin.close()
+        if self.terminal is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.terminal)
+            self.terminal = None
+
+
+async def _spawn(
+    argv: Sequence[str], *, stdin: bool, tty: bool
+) -> tuple[asyncio.subprocess.Process, Stdio]:
+    """Start `argv` with pipes, or on a new terminal (then it leads a session of its own, with
+    the terminal as its controlling terminal, as a container runtime's tty)."""
+    loop = asyncio.get_running_loop()
+    if not tty:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=_NODE_ENV,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        return process, Stdio(process.stdout, process.stderr, process.stdin)
+    controller, terminal = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "setsid", "--ctty", "--", *argv,
+            env=_NODE_ENV, stdin=terminal, stdout=terminal, stderr=terminal,
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+    output = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(output), os.fdopen(os.dup(controller), "rb", 0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(os.dup(controller), "wb", 0)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop) if stdin else None
+    if writer is None:
+        transport.close()
+    return process, Stdio(output, None, writer, controller)
 
 
 async def start_sandbox(hostname: str, log: Path) -> asyncio.subprocess.Process:
@@ -133,23 +204,23 @@ _NODE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 
 async def start_container(
-    spec: ContainerSpec, sandbox_pid: int, directory: Path, hosts: Path, log: Path
-) -> tuple[asyncio.subprocess.Process, Path]:
-    """Start the container in the sandbox's namespaces; its process and its cgroup."""
+    spec: ContainerSpec, sandbox_pid: int, directory: Path, hosts: Path
+) -> tuple[asyncio.subprocess.Process, Path, Stdio]:
+    """Start the container in the sandbox's namespaces; its process, cgroup and streams (the
+    launch program's own errors, a failed mount say, come out on its stderr like the
+    command's)."""
     layer = directory / "layer"
     layer.mkdir(parents=True, exist_ok=True)
     cgroup = create_cgroup(directory)
     script = launch_script(spec, layer, cgroup, hosts)
     namespaces = [f"--net=/proc/{sandbox_pid}/ns/net", f"--uts=/proc/{sandbox_pid}/ns/uts"]
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            "nsenter", *namespaces, "--",
-            "unshare", "--mount", "--propagation", "private", "--",
-            "/bin/sh", "-c", script,
-            env=_NODE_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    return process, cgroup
+    argv = [
+        "nsenter", *namespaces, "--",
+        "unshare", "--mount", "--propagation", "private", "--",
+        "/bin/sh", "-c", script,
+    ]  # fmt: skip
+    process, stdio = await _spawn(argv, stdin=spec.stdin, tty=spec.tty)
+    return process, cgroup, stdio
 
 
 def create_cgroup(directory: Path) -> Path:
@@ -197,15 +268,23 @@ async def remove_cgroup(cgroup: Path, timeout: float = 10.0) -> None:
         cgroup.rmdir()  # noqa: ASYNC240 (a cgroup directory: no disk I/O)
 
 
-async def exec_in(
-    main_pid: int, spec: ContainerSpec, argv: Sequence[str], timeout: float
-) -> tuple[int, bytes]:
-    """Run `argv` inside a running container (its namespaces and root), as its user."""
+def _exec_argv(main_pid: int, spec: ContainerSpec, argv: Sequence[str]) -> list[str]:
+    """`argv` run inside a running container (its namespaces and root), as its user, with its
+    environment."""
     groups = ",".join(str(g) for g in spec.groups) or str(spec.gid)
-    process = await asyncio.create_subprocess_exec(
+    return [
         "nsenter", "-t", str(main_pid), "-m", "-n", "-u", "-r", "-w", "--",
         "setpriv", f"--reuid={spec.uid}", f"--regid={spec.gid}", f"--groups={groups}", "--",
         "env", "-i", *(f"{k}={v}" for k, v in sorted(spec.env.items())), *argv,
+    ]  # fmt: skip
+
+
+async def exec_in(
+    main_pid: int, spec: ContainerSpec, argv: Sequence[str], timeout: float
+) -> tuple[int, bytes]:
+    """Run `argv` in a running container; its exit code and output (a probe's)."""
+    process = await asyncio.create_subprocess_exec(
+        *_exec_argv(main_pid, spec, argv),
         env=_NODE_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
@@ -217,3 +296,10 @@ async def exec_in(
         await process.wait()
         return -1, b"timed out"
     return process.returncode or 0, output
+
+
+async def exec_session(
+    main_pid: int, spec: ContainerSpec, argv: Sequence[str], *, stdin: bool, tty: bool
+) -> tuple[asyncio.subprocess.Process, Stdio]:
+    """Start `argv` in a running container with its streams held by the node (`kubectl exec`)."""
+    return await _spawn(_exec_argv(main_pid, spec, argv), stdin=stdin, tty=tty)

@@ -23,6 +23,7 @@ from reconciler.runtime.client import Client, NotFoundError
 from reconciler.runtime.resources import NAMESPACES, NODES, SERVICE_ACCOUNTS
 from reconciler_envtest import binaries, isolation, network
 from reconciler_envtest.kubelet import Kubelet
+from reconciler_envtest.kubelet_api import API_SERVER_CLIENT, KubeletAPI, tls_context
 from reconciler_envtest.node import NodeAgent
 from reconciler_envtest.process import Process, free_port
 
@@ -161,9 +162,21 @@ class ControlPlane:
             run_dir=self.run_dir,
             pod_network=self.pod_network,
             host_ip=gateway,
+            node_name=self.node_name,
+        )
+        pki = self.pki_dir
+        api = KubeletAPI(
+            kubelet,
+            host=gateway,
+            tls=tls_context(pki / "kubelet.crt", pki / "kubelet.key", pki / "ca.crt"),
         )
         return NodeAgent(
-            client, name=self.node_name, volumes_dir=volumes, host_ip=gateway, kubelet=kubelet
+            client,
+            name=self.node_name,
+            volumes_dir=volumes,
+            host_ip=gateway,
+            kubelet=kubelet,
+            kubelet_api=api,
         )
 
     async def stop(self) -> None:
@@ -213,8 +226,21 @@ class ControlPlane:
         self._write(
             "service-account", x509.new_authority("service-accounts", valid_for=_CERT_LIFETIME)
         )
+        kubelet_addresses = ["127.0.0.1", *([self.pod_network.gateway] if self.pod_network else [])]
+        self._write(
+            "kubelet",
+            x509.issue(
+                authority,
+                self.node_name,
+                valid_for=_CERT_LIFETIME,
+                dns_names=[self.node_name],
+                ip_addresses=kubelet_addresses,
+                server=True,
+            ),
+        )
         users = {
             "admin": ("envtest-admin", ["system:masters"]),
+            "apiserver-kubelet-client": (API_SERVER_CLIENT, []),
             "controller-manager": ("system:kube-controller-manager", []),
             "scheduler": ("system:kube-scheduler", []),
         }
@@ -307,6 +333,12 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'service-account.crt'}",
             f"--service-account-signing-key-file={pki / 'service-account.key'}",
+            # The kubelet API (logs, exec, attach, port-forward) with mutual TLS: the node
+            # proves itself with a certificate of the run's CA and accepts only this client.
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             "--v=1",
         ]

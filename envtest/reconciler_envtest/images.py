@@ -19,8 +19,10 @@ what the e2e tier tests:
 from __future__ import annotations
 
 import pwd
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # The prefix of every image this node knows; the demo and the e2e tests point the operator's
 # RELATED_IMAGE_* variables at these names.
@@ -56,11 +58,12 @@ def _postgres(version: int) -> ImageProfile:
     )
 
 
-PROFILES: Mapping[str, ImageProfile] = {
-    f"{REGISTRY}/postgres:{POSTGRES_VERSION}": _postgres(POSTGRES_VERSION),
-    f"{REGISTRY}/pgbackrest": _postgres(POSTGRES_VERSION),
-    f"{REGISTRY}/pgbouncer": _postgres(POSTGRES_VERSION),
-}
+# Images by the last part of their name, whatever their registry: PostgreSQL's (Crunchy Data's
+# and the Docker library's, so that users' Jobs running `psql` run too) and the tools that PGO
+# runs beside it, all from this machine's Debian packages.
+POSTGRES_NAMES = frozenset({"postgres", "crunchy-postgres"})
+TOOL_NAMES = frozenset({"pgbackrest", "crunchy-pgbackrest", "pgbouncer", "crunchy-pgbouncer"})
+_CLUSTERS = Path("/usr/lib/postgresql")
 
 
 def related_images() -> dict[str, str]:
@@ -72,12 +75,50 @@ def related_images() -> dict[str, str]:
     }
 
 
+def installed_majors() -> list[int]:
+    """The PostgreSQL majors whose server this machine has."""
+    if not _CLUSTERS.is_dir():
+        return []
+    return sorted(
+        int(path.name)
+        for path in _CLUSTERS.iterdir()
+        if path.name.isdigit() and (path / "bin" / "postgres").exists()
+    )
+
+
+def tag_major(tag: str) -> int | None:
+    """The PostgreSQL major a tag names: `16`, `16.9-bookworm`, Crunchy's `ubi9-16.9-2520`."""
+    match = re.match(r"(?:ubi\d+-)?(\d+)(?:[.-]|$)", tag)
+    return int(match.group(1)) if match else None
+
+
+def split(image: str) -> tuple[str, str]:
+    """The last part of an image's name and its tag (`""` when none): `registry:5000/a/b:t@sha`
+    is `("b", "t")`."""
+    reference = image.split("@", 1)[0]
+    path, _, tag = reference.rpartition(":")
+    if not path or "/" in tag:  # no tag; the colon was a registry's port
+        path, tag = reference, ""
+    return path.rsplit("/", 1)[-1], tag
+
+
 def profile(image: str) -> ImageProfile:
-    """The profile of `image` (a tag or digest after the name is ignored only if not listed)."""
-    if image in PROFILES:
-        return PROFILES[image]
-    name = image.split("@", 1)[0]
-    if name in PROFILES:
-        return PROFILES[name]
-    known = ", ".join(sorted(PROFILES))
-    raise UnknownImageError(f"the process node has no profile for image {image!r}; known: {known}")
+    """The profile of `image`; `UnknownImageError` names what this node runs instead."""
+    name, tag = split(image)
+    majors = installed_majors()
+    if name in TOOL_NAMES and majors:
+        return _postgres(POSTGRES_VERSION if POSTGRES_VERSION in majors else majors[-1])
+    if name in POSTGRES_NAMES:
+        major = tag_major(tag) if tag and tag != "latest" else POSTGRES_VERSION
+        if major in majors:
+            return _postgres(major)
+        raise UnknownImageError(
+            f"image {image!r} is PostgreSQL {major if major else tag!r}; this node has "
+            f"PostgreSQL {', '.join(map(str, majors)) or 'none (install postgresql-15)'}"
+        )
+    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES))
+    raise UnknownImageError(
+        f"the process node has no profile for image {image!r}; it runs images named {known} "
+        f"(any registry; PostgreSQL's tag names the major), e.g. {REGISTRY}/postgres:"
+        f"{POSTGRES_VERSION}"
+    )

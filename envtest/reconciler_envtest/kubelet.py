@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import aiohttp
 import structlog
 
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
+from reconciler.runtime.events import EventRecorder, EventType
 from reconciler.runtime.informer import Informer
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
@@ -38,7 +40,15 @@ from reconciler.runtime.resources import (
     SERVICE_ACCOUNTS,
     SERVICES,
 )
-from reconciler_envtest import containers, images, network, services, volumes
+from reconciler_envtest import (
+    container_logs,
+    containers,
+    images,
+    network,
+    remotecommand,
+    services,
+    volumes,
+)
 from reconciler_envtest.containers import ContainerSpec, Mount
 
 log = structlog.get_logger(__name__)
@@ -129,20 +139,26 @@ class ContainerState:
     started_monotonic: float = 0.0
     restart_count: int = 0
     exit_code: int | None = None
+    # Set once the container exited for good (its pod's restartPolicy runs it no more).
+    done: bool = False
     finished_at: str | None = None
     last_terminated: JSON | None = None
     ready: bool = False
     waiting_reason: str = "ContainerCreating"
     waiting_message: str = ""
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[int] | None = None
+    stdio: containers.Stdio | None = None
+    log: container_logs.LogWriter | None = None
+    # Attached clients' output: one (stdout, stderr) pair of readers per `kubectl attach`.
+    attached: set[tuple[asyncio.StreamReader, asyncio.StreamReader]] = field(default_factory=set)
 
     def status(self) -> JSON:
         """The container's entry of the pod status."""
         state: JSON
         if self.process is not None and self.exit_code is None:
             state = {"running": {"startedAt": self.started_at}}
-        elif self.exit_code is not None and (self.init or self.waiting_reason == ""):
-            state = {"terminated": self._terminated()}
+        elif self.exit_code is not None and self.waiting_reason == "":
+            state = {"terminated": self.terminated()}
         else:
             state = {"waiting": {"reason": self.waiting_reason}}
             if self.waiting_message:
@@ -161,7 +177,8 @@ class ContainerState:
             result["containerID"] = f"envtest://{self.process.pid}"
         return result
 
-    def _terminated(self) -> JSON:
+    def terminated(self) -> JSON:
+        """The `terminated` state of the container's last run."""
         code = self.exit_code or 0
         return {
             "exitCode": code,
@@ -169,6 +186,29 @@ class ContainerState:
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
         }
+
+
+def restarts(policy: str, exit_code: int, *, init: bool) -> bool:
+    """Whether a kubelet runs a container again after it exited with `exit_code`, under the
+    pod's `restartPolicy`: init containers only ever rerun after a failure."""
+    if init or policy == "OnFailure":
+        return exit_code != 0 and policy != "Never"
+    return policy == "Always"
+
+
+def pod_phase(
+    *, init_failed: bool, initialized: bool, started: list[bool], exit_codes: list[int | None]
+) -> str:
+    """The pod's phase from its app containers: `started` says, per container, whether it ever
+    ran; `exit_codes` holds the code it finished with for good, or None while it runs or will
+    run again. A pod stays Pending until each container ran once (an image not pulled yet)."""
+    if init_failed:
+        return "Failed"
+    if not initialized or not all(started):
+        return "Pending"
+    if exit_codes and all(code is not None for code in exit_codes):
+        return "Succeeded" if all(code == 0 for code in exit_codes) else "Failed"
+    return "Running"
 
 
 @dataclass
@@ -180,6 +220,10 @@ class PodState:
     address: str
     sandbox: asyncio.subprocess.Process | None = None
     initialized: bool = False
+    init_failed: bool = False
+    # Set once the pod reached Succeeded or Failed: its sandbox is gone, its record stays.
+    finished: bool = False
+    released: bool = False
     init: list[ContainerState] = field(default_factory=list)
     main: list[ContainerState] = field(default_factory=list)
     volume_dirs: dict[str, Path] = field(default_factory=dict)
@@ -215,8 +259,11 @@ class Kubelet:
         run_dir: Path,
         pod_network: network.PodNetwork,
         host_ip: str,
+        node_name: str,
     ) -> None:
         self.client = client
+        self.events = EventRecorder(client, "kubelet", instance=node_name, host=node_name)
+        self._background: set[asyncio.Task[None]] = set()
         self.run_dir = run_dir
         self.network = pod_network
         self.host_ip = host_ip
@@ -292,6 +339,8 @@ class Kubelet:
             if pod["metadata"].get("deletionTimestamp"):
                 await self._delete_pod_object(pod)
                 return
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return  # finished before this node (re)started: a kubelet never reruns it
             address = self._free.pop() if self._free else next(self._addresses)
             state = PodState(pod=pod, directory=self.run_dir / "pods" / uid, address=address)
             state.restarts_allowed.set()
@@ -299,12 +348,19 @@ class Kubelet:
             state.task = asyncio.create_task(self._run_pod(state))
             return
         state.pod = pod
-        if pod["metadata"].get("deletionTimestamp") and not state.stopping:
+        if pod["metadata"].get("deletionTimestamp") and state.finished:
+            await self._stop_pod(state, grace=0)
+            await self._delete_pod_object(pod)
+        elif pod["metadata"].get("deletionTimestamp") and not state.stopping:
             grace = pod["metadata"].get("deletionGracePeriodSeconds")
             seconds = DEFAULT_GRACE_SECONDS if grace is None else int(grace)
             state.terminating = asyncio.create_task(self._terminate(state, seconds))
 
     async def _terminate(self, state: PodState, grace: int) -> None:
+        for container in state.main:
+            if container.process is not None and container.exit_code is None:
+                name = container.spec["name"]
+                self._event(state, container, "Normal", "Killing", f"Stopping container {name}")
         await self._stop_pod(state, grace=grace)
         await self._delete_pod_object(state.pod)
 
@@ -321,11 +377,12 @@ class Kubelet:
         pod = state.pod
         meta, spec = pod["metadata"], pod["spec"]
         state.directory.mkdir(parents=True, exist_ok=True)
-        # Logs outlive the pod, as under /var/log/pods of a node.
-        log_dir = self.run_dir / "logs" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+        log_dir = self._log_dir(pod)
         log_dir.mkdir(parents=True, exist_ok=True)
         state.init = [ContainerState(spec=c, init=True) for c in spec.get("initContainers") or []]
-        state.main = [ContainerState(spec=c) for c in spec["containers"]]
+        # App containers wait for the init containers under a kubelet's reason.
+        waiting = "PodInitializing" if state.init else "ContainerCreating"
+        state.main = [ContainerState(spec=c, waiting_reason=waiting) for c in spec["containers"]]
         try:
             hostname = spec.get("hostname") or meta["name"]
             state.sandbox = await containers.start_sandbox(hostname[:63], log_dir / "sandbox.log")
@@ -338,16 +395,29 @@ class Kubelet:
                     break
                 except (volumes.VolumeError, ApiError, OSError) as error:
                     # A kubelet retries a failed mount until the pod goes.
+                    self._event(state, None, "Warning", "FailedMount", f"MountVolume: {error}")
                     await self._waiting(state, "ContainerCreating", str(error))
                     await asyncio.sleep(1.0)
+            policy = spec.get("restartPolicy") or "Always"
             for container in state.init:
-                await self._run_init(state, container, log_dir)
+                code = await self._run_container(state, container, log_dir, policy)
                 if state.stopping:
                     return
-            state.initialized = True
-            for container in state.main:
-                container.task = asyncio.create_task(self._keep_running(state, container, log_dir))
-            await self._report_loop(state)
+                if code != 0:
+                    state.init_failed = True
+                    break
+            else:
+                state.initialized = True
+                for container in state.main:
+                    container.task = asyncio.create_task(
+                        self._run_container(state, container, log_dir, policy)
+                    )
+            reports = asyncio.create_task(self._report_loop(state))
+            await asyncio.gather(*(c.task for c in state.main if c.task is not None))
+            reports.cancel()
+            await asyncio.gather(reports, return_exceptions=True)
+            if not state.stopping:
+                await self._finish(state)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -360,37 +430,53 @@ class Kubelet:
                 container.waiting_reason, container.waiting_message = reason, message
         await self._report(state)
 
-    async def _run_init(self, state: PodState, container: ContainerState, log_dir: Path) -> None:
+    async def _run_container(
+        self, state: PodState, container: ContainerState, log_dir: Path, policy: str
+    ) -> int:
+        """Run a container, again after each exit with a kubelet's back-off while the pod's
+        `restartPolicy` says so; its last exit code."""
         delay = BACKOFF_INITIAL
-        while not state.stopping:
+        while True:
             code = await self._start_and_wait(state, container, log_dir)
-            if code == 0:
-                return
-            container.restart_count += 1
-            container.waiting_reason = "CrashLoopBackOff"
-            await self._report(state)
-            await self._sleep_unless_stopping(state, delay)
-            delay = min(delay * 2, BACKOFF_MAX)
-
-    async def _keep_running(
-        self, state: PodState, container: ContainerState, log_dir: Path
-    ) -> None:
-        delay = BACKOFF_INITIAL
-        while not state.stopping:
-            await self._start_and_wait(state, container, log_dir)
             if state.stopping:
-                return
+                return code
+            if not restarts(policy, code, init=container.init):
+                container.done = True
+                state.changed.set()
+                return code
             if time.monotonic() - container.started_monotonic > BACKOFF_RESET_AFTER:
                 delay = BACKOFF_INITIAL
-            container.last_terminated = container._terminated()
+            container.last_terminated = container.terminated()
             container.exit_code = None
             container.process = None
             container.restart_count += 1
             container.waiting_reason = "CrashLoopBackOff"
+            meta = state.pod["metadata"]
+            container.waiting_message = (
+                f"back-off {delay:g}s restarting failed container={container.spec['name']} "
+                f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"
+            )
+            self._event(
+                state,
+                container,
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {container.spec['name']} in pod "
+                f"{meta['name']}_{meta['namespace']}({meta['uid']})",
+            )
             state.changed.set()
             await self._sleep_unless_stopping(state, delay)
             await state.restarts_allowed.wait()
+            if state.stopping:
+                return code
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _finish(self, state: PodState) -> None:
+        """The pod reached Succeeded or Failed: report it, then free its sandbox as a kubelet
+        does. Its record stays, so that later updates of the pod do not start it again."""
+        state.finished = True
+        await self._report(state)
+        await self._release(state)
 
     async def _sleep_unless_stopping(self, state: PodState, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -401,31 +487,26 @@ class Kubelet:
     ) -> int:
         """Start one run of a container, probe it while it runs, and return its exit code."""
         assert state.sandbox is not None
-        try:
-            run_spec = self._container_spec(state, container.spec)
-        except (images.UnknownImageError, volumes.VolumeError) as error:
-            reason = (
-                "ErrImagePull"
-                if isinstance(error, images.UnknownImageError)
-                else "CreateContainerConfigError"
-            )
-            container.waiting_reason, container.waiting_message = reason, str(error)
-            state.changed.set()
-            return -1
+        run_spec = await self._prepare(state, container)
         name = container.spec["name"]
         run_dir = state.directory / "containers" / f"{name}-{container.restart_count}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        process, cgroup = await containers.start_container(
-            run_spec,
-            state.sandbox.pid,
-            run_dir,
-            self._hosts_file(state.pod),
-            log_dir / f"{name}.log",
+        process, cgroup, stdio = await containers.start_container(
+            run_spec, state.sandbox.pid, run_dir, self._hosts_file(state.pod)
         )
+        writer = container_logs.LogWriter(
+            container_logs.log_path(log_dir, name, container.restart_count)
+        )
+        pumps = [asyncio.create_task(self._pump(container, stdio.stdout, "stdout", writer))]
+        if stdio.stderr is not None:
+            pumps.append(asyncio.create_task(self._pump(container, stdio.stderr, "stderr", writer)))
+        self._event(state, container, "Normal", "Created", f"Created container: {name}")
         container.process, container.cgroup, container.run_spec = process, cgroup, run_spec
+        container.stdio, container.log = stdio, writer
         container.started_at, container.started_monotonic = _now(), time.monotonic()
         container.exit_code, container.waiting_reason, container.waiting_message = None, "", ""
         container.ready = container.init is False and "readinessProbe" not in container.spec
+        self._event(state, container, "Normal", "Started", f"Started container {name}")
         state.changed.set()
         probes = []
         if not container.init:
@@ -435,14 +516,83 @@ class Kubelet:
                 if kind in container.spec
             ]
         try:
-            code = await process.wait()
-        finally:
+            code: int = await process.wait()
+            if code < 0:  # killed by a signal: a container runtime reports 128 + its number
+                code = 128 - code
             for task in probes:
                 task.cancel()
-        await containers.remove_cgroup(cgroup)
+            await containers.remove_cgroup(cgroup)
+            # Every process of the container is gone: its output ends; keep all of it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pumps), 5.0)
+        finally:
+            for task in [*probes, *pumps]:
+                task.cancel()
+            writer.close()
+            stdio.close()
         container.exit_code, container.finished_at, container.ready = code, _now(), False
         state.changed.set()
         return code
+
+    async def _prepare(self, state: PodState, container: ContainerState) -> ContainerSpec:
+        """What the container runs: its image's profile, environment and mounts. An unknown
+        image or a missing ConfigMap or Secret key keeps it waiting, retried with back-off,
+        as a kubelet's image pull and container config errors do."""
+        delay = BACKOFF_INITIAL
+        image = container.spec.get("image", "")
+        while True:
+            try:
+                run_spec = self._container_spec(state, container.spec)
+            except images.UnknownImageError as error:
+                pulling = container.waiting_reason not in ("ErrImagePull", "ImagePullBackOff")
+                failed = f'Failed to pull image "{image}": {error}'
+                self._event(state, container, "Warning", "Failed", failed)
+                reason = "ErrImagePull" if pulling else "ImagePullBackOff"
+                self._event(state, container, "Warning", "Failed", f"Error: {reason}")
+                if not pulling:
+                    self._event(
+                        state, container, "Normal", "BackOff", f'Back-off pulling image "{image}"'
+                    )
+                container.waiting_reason, container.waiting_message = reason, str(error)
+            except volumes.VolumeError as error:
+                self._event(state, container, "Warning", "Failed", f"Error: {error}")
+                container.waiting_reason = "CreateContainerConfigError"
+                container.waiting_message = str(error)
+            else:
+                self._event(
+                    state,
+                    container,
+                    "Normal",
+                    "Pulled",
+                    f'Container image "{image}" already present on machine',
+                )
+                return run_spec
+            state.changed.set()
+            await self._sleep_unless_stopping(state, delay)
+            if state.stopping:
+                raise asyncio.CancelledError
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _event(
+        self,
+        state: PodState,
+        container: ContainerState | None,
+        type_: EventType,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Post an Event about the pod (one of its containers) in the background: a slow or
+        unreachable API server never holds a container back."""
+        field_path = ""
+        if container is not None:
+            kind = "initContainers" if container.init else "containers"
+            field_path = f"spec.{kind}{{{container.spec['name']}}}"
+        pod = {"apiVersion": "v1", "kind": "Pod", **state.pod}
+        task = asyncio.create_task(
+            self.events.event(pod, type_, reason, message, field_path=field_path)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _container_spec(self, state: PodState, container: JSON) -> ContainerSpec:
         pod = state.pod
@@ -492,6 +642,8 @@ class Kubelet:
             working_dir=container.get("workingDir") or "/",
             read_only_root=bool(security.get("readOnlyRootFilesystem")),
             links=profile.links,
+            stdin=bool(container.get("stdin")),
+            tty=bool(container.get("tty")),
         )
 
     def _kubernetes_service_env(self) -> dict[str, str]:
@@ -617,7 +769,7 @@ class Kubelet:
         while True:
             await asyncio.sleep(REFRESH_INTERVAL)
             for state in list(self.pods.values()):
-                if state.volume_dirs and not state.stopping:
+                if state.volume_dirs and not (state.stopping or state.finished):
                     try:
                         await self._refresh_volumes(state)
                     except (volumes.VolumeError, ApiError, ConnectionError) as error:
@@ -636,12 +788,15 @@ class Kubelet:
         success_threshold = int(probe.get("successThreshold", 1))
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
         failures = successes = 0
+        label = {"readinessProbe": "Readiness", "livenessProbe": "Liveness"}[kind]
         while True:
-            ok = await self._probe_once(state, container, probe)
+            ok, output = await self._probe_once(state, container, probe)
             if ok:
                 successes, failures = successes + 1, 0
             else:
                 failures, successes = failures + 1, 0
+                message = f"{label} probe failed: {output}".rstrip(": ")
+                self._event(state, container, "Warning", "Unhealthy", message)
             if kind == "readinessProbe":
                 ready = container.ready
                 if ok and successes >= success_threshold:
@@ -652,10 +807,14 @@ class Kubelet:
                     container.ready = ready
                     state.changed.set()
             elif not ok and failures >= failure_threshold and container.cgroup is not None:
-                log.info(
-                    "liveness probe failed; restarting",
-                    pod=state.pod["metadata"]["name"],
-                    container=container.spec["name"],
+                name = container.spec["name"]
+                log.info("liveness probe failed; restarting", pod=state.pod["metadata"]["name"])
+                self._event(
+                    state,
+                    container,
+                    "Normal",
+                    "Killing",
+                    f"Container {name} failed liveness probe, will be restarted",
                 )
                 await self._stop_container(
                     container,
@@ -668,15 +827,18 @@ class Kubelet:
                 return
             await asyncio.sleep(period)
 
-    async def _probe_once(self, state: PodState, container: ContainerState, probe: JSON) -> bool:
+    async def _probe_once(
+        self, state: PodState, container: ContainerState, probe: JSON
+    ) -> tuple[bool, str]:
+        """One probe: whether it passed, and what a kubelet reports when it did not."""
         timeout = float(probe.get("timeoutSeconds", 1))
         if "exec" in probe:
             if container.process is None or container.run_spec is None:
-                return False
-            code, _ = await containers.exec_in(
+                return False, "container is not running"
+            code, output = await containers.exec_in(
                 container.process.pid, container.run_spec, probe["exec"]["command"], timeout
             )
-            return code == 0
+            return code == 0, output.decode(errors="replace").strip()
         action = probe.get("httpGet") or probe.get("tcpSocket") or {}
         port = _port_number(container.spec, action.get("port"))
         host = action.get("host") or state.address
@@ -684,7 +846,7 @@ class Kubelet:
             if "tcpSocket" in probe:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
                 writer.close()
-                return True
+                return True, ""
             scheme = str(action.get("scheme", "HTTP")).lower()
             # Like a kubelet, an HTTPS probe does not verify the server's certificate.
             verify = scheme != "https"
@@ -694,9 +856,12 @@ class Kubelet:
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
                 session.get(url, ssl=verify, headers=headers) as response,
             ):
-                return 200 <= response.status < 400
-        except (OSError, TimeoutError, aiohttp.ClientError):
-            return False
+                ok = 200 <= response.status < 400
+                return ok, "" if ok else f"HTTP probe failed with statuscode: {response.status}"
+        except TimeoutError:
+            return False, f"Get {host}:{port}: context deadline exceeded (timeout {timeout:g}s)"
+        except (OSError, aiohttp.ClientError) as error:
+            return False, f"dial tcp {host}:{port}: {error}"
 
     async def _report_loop(self, state: PodState) -> None:
         while not state.stopping:
@@ -728,24 +893,26 @@ class Kubelet:
     def _status(self, state: PodState) -> JSON:
         previous = state.pod.get("status") or {}
         now = _now()
-        all_started = state.initialized and all(
-            c.process is not None and c.exit_code is None for c in state.main
+        phase = pod_phase(
+            init_failed=state.init_failed,
+            initialized=state.initialized,
+            started=[c.started_at is not None for c in state.main],
+            exit_codes=[c.exit_code if c.done else None for c in state.main],
         )
-        ready = state.initialized and all(c.ready for c in state.main)
+        ready = phase == "Running" and all(c.ready for c in state.main)
 
         def condition(kind: str, value: bool) -> JSON:
             text = "True" if value else "False"
+            result: JSON = {"type": kind, "status": text, "lastTransitionTime": now}
+            if kind in ("Ready", "ContainersReady") and phase in ("Succeeded", "Failed"):
+                result["reason"] = "PodCompleted"
             for old in previous.get("conditions") or []:
                 if old["type"] == kind and old["status"] == text:
-                    return {
-                        "type": kind,
-                        "status": text,
-                        "lastTransitionTime": old.get("lastTransitionTime", now),
-                    }
-            return {"type": kind, "status": text, "lastTransitionTime": now}
+                    result["lastTransitionTime"] = old.get("lastTransitionTime", now)
+            return result
 
         return {
-            "phase": "Running" if all_started or (state.initialized and state.main) else "Pending",
+            "phase": phase,
             "conditions": [
                 condition("PodReadyToStartContainers", state.sandbox is not None),
                 condition("Initialized", state.initialized),
@@ -782,12 +949,20 @@ class Kubelet:
         state.stopped.set()
         state.restarts_allowed.set()
         await asyncio.gather(*(self._stop_container(c, grace) for c in [*state.init, *state.main]))
-        tasks = [c.task for c in state.main if c.task is not None]
+        tasks: list[asyncio.Task[Any]] = [c.task for c in state.main if c.task is not None]
         if state.task is not None:
             tasks.append(state.task)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._release(state)
+        self.pods.pop(state.uid, None)
+
+    async def _release(self, state: PodState) -> None:
+        """Free what the pod holds on the node: cgroups, sandbox, address, scratch files."""
+        if state.released:
+            return
+        state.released = True
         for container in [*state.init, *state.main]:
             if container.cgroup is not None:
                 await containers.remove_cgroup(container.cgroup)
@@ -795,8 +970,7 @@ class Kubelet:
             state.sandbox.kill()
             await state.sandbox.wait()
         await network.detach(state.address)
-        if self.pods.pop(state.uid, None) is not None:
-            self._free.append(state.address)
+        self._free.append(state.address)
         # emptyDirs and projected files go with the pod; claims' directories stay.
         shutil.rmtree(state.directory, ignore_errors=True)
         self._names_dirty.set()
@@ -825,14 +999,105 @@ class Kubelet:
                 return state
         raise LookupError(f"pod {namespace}/{pod_name} does not run on this node")
 
-    async def exec(
-        self, pod_name: str, namespace: str, container: str, argv: list[str], timeout: float = 30.0
-    ) -> tuple[int, bytes]:
-        """Run a command in a running container (`kubectl exec`)."""
-        state = self._find(pod_name, namespace).container(container)
-        if state.process is None or state.run_spec is None:
+    async def _pump(
+        self,
+        container: ContainerState,
+        reader: asyncio.StreamReader,
+        stream: str,
+        writer: container_logs.LogWriter,
+    ) -> None:
+        """Copy one output of the container to its log and to attached clients."""
+        with contextlib.suppress(OSError):  # a terminal whose last process left reads EIO
+            while data := await reader.read(64 * 1024):
+                writer.write(stream, data)
+                for stdout, stderr in container.attached:
+                    (stdout if stream == "stdout" else stderr).feed_data(data)
+        writer.flush()
+        for stdout, stderr in container.attached:
+            stdout.feed_eof()
+            stderr.feed_eof()
+
+    def _running(self, namespace: str, pod_name: str, container: str) -> ContainerState:
+        state = self._find(pod_name, namespace)
+        try:
+            found = state.container(container)
+        except StopIteration:
+            raise LookupError(f"container {container} is not valid for pod {pod_name}") from None
+        if found.process is None or found.exit_code is not None or found.run_spec is None:
             raise LookupError(f"container {container} of pod {namespace}/{pod_name} is not running")
-        return await containers.exec_in(state.process.pid, state.run_spec, argv, timeout)
+        return found
+
+    async def exec_session(
+        self,
+        namespace: str,
+        pod_name: str,
+        container: str,
+        argv: list[str],
+        options: remotecommand.Options,
+    ) -> tuple[asyncio.subprocess.Process, containers.Stdio]:
+        """Start `argv` in a running container, its streams held for the client (`exec`)."""
+        found = self._running(namespace, pod_name, container)
+        assert found.process is not None
+        assert found.run_spec is not None
+        return await containers.exec_session(
+            found.process.pid, found.run_spec, argv, stdin=options.stdin, tty=options.tty
+        )
+
+    @contextlib.contextmanager
+    def attach(
+        self, namespace: str, pod_name: str, container: str
+    ) -> Iterator[tuple[containers.Stdio, bool]]:
+        """The running container's streams for one attached client (`attach`), and whether
+        its standard input closes when that client leaves (`stdinOnce`)."""
+        found = self._running(namespace, pod_name, container)
+        assert found.stdio is not None
+        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        found.attached.add((stdout, stderr))
+        stdio = containers.Stdio(stdout, stderr, found.stdio.stdin, found.stdio.terminal)
+        try:
+            yield stdio, bool(found.spec.get("stdinOnce"))
+        finally:
+            found.attached.discard((stdout, stderr))
+
+    def log_files(
+        self, namespace: str, pod_name: str, container: str, *, previous: bool
+    ) -> tuple[list[Path], container_logs.LogWriter | None]:
+        """The files of the container's current (or previous) instance, oldest first, and
+        the writer still adding to them, if any. Pods that finished keep their logs."""
+        state = next(
+            (s for s in self.pods.values() if s.pod["metadata"]["name"] == pod_name
+             and s.pod["metadata"]["namespace"] == namespace),
+            None,
+        )  # fmt: skip
+        if state is None:
+            raise LookupError(f'pod "{pod_name}" not found on this node')
+        try:
+            found = state.container(container)
+        except StopIteration:
+            raise LookupError(f"container {container} is not valid for pod {pod_name}") from None
+        instance = found.restart_count - 1 if previous else found.restart_count
+        if instance < 0 or (previous and found.last_terminated is None):
+            raise LookupError(
+                f'previous terminated container "{container}" in pod "{pod_name}" not found'
+            )
+        log_dir = self._log_dir(state.pod)
+        current = container_logs.log_path(log_dir, container, instance)
+        if not current.exists():
+            raise LookupError(f'container "{container}" in pod "{pod_name}" has not started')
+        live = found.log if not previous and found.log is not None else None
+        return container_logs.instance_files(current), live
+
+    def sandbox_pid(self, namespace: str, pod_name: str) -> int:
+        """The process holding the pod's network namespace (`portForward`)."""
+        state = self._find(pod_name, namespace)
+        if state.sandbox is None or state.sandbox.returncode is not None:
+            raise LookupError(f"pod {namespace}/{pod_name} is not running")
+        return state.sandbox.pid
+
+    def _log_dir(self, pod: JSON) -> Path:
+        meta = pod["metadata"]
+        # As /var/log/pods/<namespace>_<name>_<uid> of a node.
+        return self.run_dir / "logs" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
 
     # -- names and routing ----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from reconciler.runtime.resources import (
 )
 from reconciler_envtest.binaries import KUBERNETES_VERSION
 from reconciler_envtest.kubelet import Kubelet
+from reconciler_envtest.kubelet_api import KubeletAPI
 
 log = structlog.get_logger(__name__)
 
@@ -90,8 +91,9 @@ def node_object(name: str) -> JSON:
     }
 
 
-def node_status(address: str) -> JSON:
-    """The Node's status: Ready, with capacity for the benchmarks' thousands of pods."""
+def node_status(address: str, kubelet_port: int = 0) -> JSON:
+    """The Node's status: Ready, with capacity for the benchmarks' thousands of pods, and
+    where the API server reaches its kubelet API (the process node's only)."""
     now = _now()
     capacity = {"cpu": "64", "memory": "256Gi", "pods": "5000", "ephemeral-storage": "1Ti"}
     conditions = [
@@ -105,6 +107,7 @@ def node_status(address: str) -> JSON:
             "capacity": capacity,
             "allocatable": capacity,
             "addresses": [{"type": "InternalIP", "address": address}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "conditions": [
                 {
                     "type": kind,
@@ -257,9 +260,11 @@ class NodeAgent:
         host_ip: str = "127.0.0.1",
         pod_network: str = "127.1.0.0/16",
         kubelet: Kubelet | None = None,
+        kubelet_api: KubeletAPI | None = None,
     ) -> None:
         self.client = client
         self.kubelet = kubelet
+        self.kubelet_api = kubelet_api
         self.name = name
         self.volumes_dir = volumes_dir
         self.host_ip = host_ip
@@ -269,6 +274,10 @@ class NodeAgent:
     async def start(self) -> None:
         """Register the node and its StorageClass, then start the loops."""
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
+        if self.kubelet is not None:
+            await self.kubelet.start()  # first: the API listens on the bridge it creates
+        if self.kubelet_api is not None:
+            await self.kubelet_api.start()
         with contextlib.suppress(ConflictError):
             await self.client.create(NODES, node_object(self.name))
         await self._report_status()
@@ -277,8 +286,6 @@ class NodeAgent:
         pods = Informer(self.client, PODS, field_selector=f"spec.nodeName={self.name}")
         claims = Informer(self.client, PERSISTENT_VOLUME_CLAIMS)
         volumes = Informer(self.client, PERSISTENT_VOLUMES)
-        if self.kubelet is not None:
-            await self.kubelet.start()
         await pods.add_handler(self.kubelet.on_pod if self.kubelet else self._on_pod)
         await claims.add_handler(self._on_claim)
         await volumes.add_handler(self._on_volume)
@@ -291,11 +298,15 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.kubelet_api is not None:
+            await self.kubelet_api.stop()
         if self.kubelet is not None:
             await self.kubelet.stop()
 
     async def _report_status(self) -> None:
-        await self.client.patch(NODES, self.name, node_status(self.host_ip), subresource="status")
+        port = self.kubelet_api.port if self.kubelet_api is not None else 0
+        status = node_status(self.host_ip, port)
+        await self.client.patch(NODES, self.name, status, subresource="status")
 
     async def _heartbeat(self) -> None:
         status_every = 6  # a full status report every minute, a Lease renewal every 10 s

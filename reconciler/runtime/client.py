@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -216,6 +217,28 @@ class Client:
                 await asyncio.sleep(_backoff(attempt, retry_after))
                 continue
             raise ApiError.from_response(status, payload)
+
+    @contextlib.asynccontextmanager
+    async def websocket(
+        self, path: str, *, params: Sequence[tuple[str, str]], protocols: Sequence[str]
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket to the API server (a pod's `exec`, `attach` or `portforward`), with the
+        client's credentials; `ApiError` when the server refuses the upgrade."""
+        started = time.monotonic()
+        try:
+            async with self._session.ws_connect(
+                self._host + path,
+                params=list(params),
+                protocols=tuple(protocols),
+                headers=await self._headers(None),
+                server_hostname=self._server_hostname,
+                timeout=aiohttp.ClientWSTimeout(ws_close=10.0),
+            ) as socket:
+                self._observe("GET", path.rsplit("/", 1)[-1], "101", started)
+                yield socket
+        except aiohttp.WSServerHandshakeError as error:
+            self._observe("GET", path.rsplit("/", 1)[-1], str(error.status), started)
+            raise ApiError(error.status, "", error.message) from error
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
         """Read one object; raises `NotFoundError` when it does not exist."""

@@ -25,7 +25,7 @@ RULES = (
     Rule("", ("events",), ("create", "patch"), "Events are posted, and patched when they repeat."),
 )
 _REMEMBERED = 4096  # recent events kept for aggregation; older repeats post a new Event
-_Key = tuple[str, str, str, str]  # involved object UID, type, reason, message
+_Key = tuple[str, str, str, str, str]  # involved object UID, field path, type, reason, message
 
 
 def _now() -> str:
@@ -35,16 +35,22 @@ def _now() -> str:
 class EventRecorder:
     """Posts Events as `component`; failures are logged, never raised to the reconcile."""
 
-    def __init__(self, client: Client, component: str, *, instance: str = "") -> None:
+    def __init__(
+        self, client: Client, component: str, *, instance: str = "", host: str = ""
+    ) -> None:
         self.client = client
         self.component = component
         self.instance = instance or os.environ.get("HOSTNAME", "")
+        self.host = host
         self._recent: OrderedDict[_Key, tuple[str, str, int]] = OrderedDict()
 
-    async def event(self, obj: JSON, type_: EventType, reason: str, message: str) -> None:
-        """Record that `reason` (CamelCase) happened to `obj`, described by `message`."""
+    async def event(
+        self, obj: JSON, type_: EventType, reason: str, message: str, *, field_path: str = ""
+    ) -> None:
+        """Record that `reason` (CamelCase) happened to `obj` (to its part at `field_path`, such
+        as a pod's `spec.containers{name}`), described by `message`."""
         meta = obj["metadata"]
-        key = (meta.get("uid", ""), type_, reason, message)
+        key = (meta.get("uid", ""), field_path, type_, reason, message)
         try:
             if key in self._recent:
                 await self._repeat(key)
@@ -74,26 +80,29 @@ class EventRecorder:
         meta = obj["metadata"]
         namespace = meta.get("namespace") or "default"
         now = _now()
+        involved: JSON = {
+            "apiVersion": obj.get("apiVersion", ""),
+            "kind": obj.get("kind", ""),
+            "name": meta["name"],
+            "namespace": meta.get("namespace", ""),
+            "uid": meta.get("uid", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        }
+        if key[1]:
+            involved["fieldPath"] = key[1]
         event: JSON = {
             "apiVersion": "v1",
             "kind": "Event",
             # Named as client-go names them: the object's name and a unique suffix.
             "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", ""),
-                "kind": obj.get("kind", ""),
-                "name": meta["name"],
-                "namespace": meta.get("namespace", ""),
-                "uid": meta.get("uid", ""),
-                "resourceVersion": meta.get("resourceVersion", ""),
-            },
+            "involvedObject": involved,
             "type": type_,
             "reason": reason,
             "message": message,
             "count": 1,
             "firstTimestamp": now,
             "lastTimestamp": now,
-            "source": {"component": self.component},
+            "source": {"component": self.component, **({"host": self.host} if self.host else {})},
             "reportingComponent": self.component,
             "reportingInstance": self.instance,
         }

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import asyncpg
-from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest import podexec
 from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api.crd import POSTGRES_CLUSTERS
@@ -63,25 +63,22 @@ async def primary_pod(kube: Client, namespace: str, *, other_than: str = "") -> 
 
 
 async def psql(
-    plane: ControlPlane, pod: JSON, namespace: str, query: str, database: str = "postgres"
+    kube: Client, pod: JSON, namespace: str, query: str, database: str = "postgres"
 ) -> str:
-    """Run `query` in the pod's database container as `postgres` (local peer); its output."""
-    code, output = await plane.kubelet.exec(
-        pod["metadata"]["name"],
-        namespace,
-        "database",
-        ["psql", "-v", "ON_ERROR_STOP=1", "-d", database, "-Atqc", query],
-    )
-    if code != 0:
-        raise RuntimeError(f"psql in {pod['metadata']['name']}: {output.decode().strip()}")
-    return output.decode().strip()
+    """Run `query` in the pod's database container as `postgres` (local peer), through the
+    API's `pods/exec` as `kubectl exec` does; its output."""
+    argv = ["psql", "-v", "ON_ERROR_STOP=1", "-d", database, "-Atqc", query]
+    done = await podexec.run(kube, namespace, pod["metadata"]["name"], "database", argv)
+    if done.exit_code != 0:
+        raise RuntimeError(f"psql in {pod['metadata']['name']}: {done.stderr.decode().strip()}")
+    return done.stdout.decode().strip()
 
 
-async def timeline(plane: ControlPlane, pod: JSON, namespace: str) -> int:
+async def timeline(kube: Client, pod: JSON, namespace: str) -> int:
     """The timeline the primary in `pod` writes WAL on (the first 8 hex digits of its WAL file
     name), exact at once, unlike the last checkpoint's."""
     query = "select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
-    return int(await psql(plane, pod, namespace, query), 16)
+    return int(await psql(kube, pod, namespace, query), 16)
 
 
 class Writer:

@@ -28,15 +28,13 @@ async def test_replication_and_failover(
     primary = await primary_pod(kube, namespace)
     replica = (await wait_for(lambda: _replicas(kube, namespace), timeout=60))[0]
 
-    await psql(
-        control_plane, primary, namespace, "create table t (n int); insert into t values (1)"
-    )
+    await psql(kube, primary, namespace, "create table t (n int); insert into t values (1)")
 
     async def replicated() -> bool:
-        return await psql(control_plane, replica, namespace, "select count(*) from t") == "1"
+        return await psql(kube, replica, namespace, "select count(*) from t") == "1"
 
     await wait_for(replicated, timeout=30, interval=0.2)
-    assert await psql(control_plane, replica, namespace, "select pg_is_in_recovery()") == "t"
+    assert await psql(kube, replica, namespace, "select pg_is_in_recovery()") == "t"
 
     # The primary's node is lost: every process of its containers killed, none restarted.
     old = primary["metadata"]["name"]
@@ -47,7 +45,7 @@ async def test_replication_and_failover(
 
     async def write() -> bool:
         try:
-            await psql(control_plane, promoted, namespace, "insert into t values (2)")
+            await psql(kube, promoted, namespace, "insert into t values (2)")
         except RuntimeError:
             return False
         return True
@@ -75,7 +73,7 @@ async def test_replication_and_failover(
     rejoined_pod = (await pods_by_role(kube, namespace))["replica"][0]
 
     async def caught_up() -> bool:
-        return await psql(control_plane, rejoined_pod, namespace, "select count(*) from t") == "2"
+        return await psql(kube, rejoined_pod, namespace, "select count(*) from t") == "2"
 
     await wait_for(caught_up, timeout=60, interval=0.5)
     await ready_cluster(kube, namespace, timeout=120)

@@ -3,8 +3,12 @@ a client connects with the user Secret alone, TLS verify-full."""
 
 from __future__ import annotations
 
+import ssl
+import urllib.parse
+
 import asyncpg
 import pytest
+from reconciler_envtest import podexec
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
@@ -17,6 +21,7 @@ from tests.e2e.cluster import (
     psql,
     user_credentials,
 )
+from tests.e2e.kubectl import kubectl, kubectl_on_terminal, port_forward
 from tests.operator import ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -28,7 +33,7 @@ async def test_hippo_runs_postgres_and_serves_its_user(
     await kube.create(CLUSTERS, e2e_hippo(namespace))
     await ready_cluster(kube, namespace)
     pod = await primary_pod(kube, namespace)
-    assert await psql(control_plane, pod, namespace, "select pg_is_in_recovery()") == "f"
+    assert await psql(kube, pod, namespace, "select pg_is_in_recovery()") == "f"
 
     uri, tls = await user_credentials(kube, namespace)
     assert uri.startswith("postgresql://hippo:")
@@ -58,8 +63,8 @@ async def test_hippo_runs_postgres_and_serves_its_user(
 
     async def propagated() -> bool:
         argv = ["cat", "/etc/database-containerinfo/annotations"]
-        code, text = await control_plane.kubelet.exec(name, namespace, "database", argv)
-        return code == 0 and b'e2e.reconciler.dev/seen="yes"' in text
+        done = await podexec.run(kube, namespace, name, "database", argv)
+        return done.exit_code == 0 and b'e2e.reconciler.dev/seen="yes"' in done.stdout
 
     await wait_for(propagated, timeout=30, interval=0.5)
 
@@ -68,3 +73,55 @@ async def test_hippo_runs_postgres_and_serves_its_user(
         await asyncpg.connect(
             host=f"hippo-primary.{namespace}.svc", user="postgres", password="x", ssl=tls, timeout=5
         )
+
+
+class _Named(ssl.SSLContext):
+    """TLS that checks the server's certificate for `name`, whatever address was dialled: a
+    port-forward's 127.0.0.1 stands for the primary Service."""
+
+    name = ""
+
+    def wrap_bio(self, *args: object, **kwargs: object) -> ssl.SSLObject:
+        kwargs["server_hostname"] = self.name
+        return super().wrap_bio(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_user_reaches_hippo_with_kubectl(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
+    """What PGO's documentation has its users type: psql in the database container, a
+    port-forward to the primary pod, the database container's log."""
+    await kube.create(CLUSTERS, e2e_hippo(namespace))
+    await ready_cluster(kube, namespace)
+    pod = (await primary_pod(kube, namespace))["metadata"]["name"]
+
+    shown = await kubectl_on_terminal(
+        control_plane, "-n", namespace, "exec", "-it", pod, "-c", "database", "--",
+        "psql", "-Atc", "select 1",
+    )  # fmt: skip
+    assert (shown.code, shown.stdout.strip()) == (0, "1"), shown
+
+    logs = await kubectl(control_plane, "-n", namespace, "logs", pod, "-c", "database")
+    assert "INFO: no action. I am (" in logs.stdout, logs.stdout[-2000:]  # Patroni's heartbeat
+
+    # hippo-primary has no selector (Patroni keeps its Endpoints), so kubectl cannot forward
+    # to the Service itself: PGO's documentation forwards to the pod with the master role.
+    uri, tls = await user_credentials(kube, namespace)
+    parts = urllib.parse.urlsplit(uri)
+    named = _Named(ssl.PROTOCOL_TLS_CLIENT)
+    named.name = parts.hostname or ""
+    named.load_verify_locations(cadata=tls.get_ca_certs(binary_form=True)[0])
+    async with port_forward(control_plane, namespace, f"pod/{pod}", 5432) as local:
+        connection = await asyncpg.connect(
+            host="127.0.0.1",
+            port=local,
+            user=parts.username,
+            password=urllib.parse.unquote(parts.password or ""),
+            database=parts.path.lstrip("/"),
+            ssl=named,
+            timeout=10,
+        )
+        try:
+            assert await connection.fetchval("select current_user") == "hippo"
+        finally:
+            await connection.close()

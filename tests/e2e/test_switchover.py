@@ -34,7 +34,7 @@ async def test_switchover_by_annotation_under_writes(
     await create_replicated(kube, namespace, patroni={"switchover": {"enabled": True}})
     primary = await primary_pod(kube, namespace)
     # A new cluster's primary is the one that bootstrapped it: no failover on the way.
-    assert await timeline(control_plane, primary, namespace) == 1
+    assert await timeline(kube, primary, namespace) == 1
     instances = (
         await kube.list(STATEFUL_SETS, namespace, label_selector=f"{PREFIX}instance")
     ).items
@@ -101,7 +101,7 @@ async def test_switchover_by_annotation_under_writes(
     check = await asyncpg.connect(uri, ssl=tls, timeout=5)
     assert not await writer.missing(check)
     await check.close()
-    assert await timeline(control_plane, promoted, namespace) == 2
+    assert await timeline(kube, promoted, namespace) == 2
     print(f"switchover: {took:.1f}s from the annotation to the new primary; {writer.summary()}")
 
 
@@ -116,7 +116,7 @@ async def test_dynamic_configuration_and_pending_restarts(
     await _patch(kube, namespace, {"spec": {"patroni": {"dynamicConfiguration": parameters}}})
 
     async def applied() -> bool:
-        return await psql(control_plane, promoted, namespace, "show work_mem") == "7MB"
+        return await psql(kube, promoted, namespace, "show work_mem") == "7MB"
 
     await wait_for(applied, timeout=60, interval=0.5)
 
@@ -127,7 +127,7 @@ async def test_dynamic_configuration_and_pending_restarts(
     async def restarted() -> bool:
         roles = await pods_by_role(kube, namespace)
         pods = roles.get("master", []) + roles.get("replica", [])
-        shown = {await psql(control_plane, p, namespace, "show max_connections") for p in pods}
+        shown = {await psql(kube, p, namespace, "show max_connections") for p in pods}
         return len(pods) == 2 and shown == {"120"}
 
     await wait_for(restarted, timeout=180, interval=1)

@@ -73,7 +73,7 @@ async def test_users_change_rotate_and_init_sql(
         return bool(status.get("databaseInitSQL") == "init")
 
     await wait_for(ran, timeout=240, interval=1)
-    answer = await psql(control_plane, primary, namespace, "select n from zoo_init", database="zoo")
+    answer = await psql(kube, primary, namespace, "select n from zoo_init", database="zoo")
     assert answer == "42"
 
     # Two users: both log in; rhino has both of its databases.
@@ -86,7 +86,7 @@ async def test_users_change_rotate_and_init_sql(
     connection = await wait_for(rhino_in, timeout=60, interval=0.5)
     await connection.close()
     granted = "select has_database_privilege('rhino', 'savanna', 'CREATE')"
-    assert await psql(control_plane, primary, namespace, granted) == "t"
+    assert await psql(kube, primary, namespace, granted) == "t"
 
     # Options change; removing a user keeps its role (as PGO) but removes its Secret.
     users = [{"name": "hippo", "databases": ["zoo"], "options": "CREATEDB"}]
@@ -95,7 +95,7 @@ async def test_users_change_rotate_and_init_sql(
     async def createdb() -> bool:
         return (
             await psql(
-                control_plane,
+                kube,
                 primary,
                 namespace,
                 "select rolcreatedb from pg_roles where rolname = 'hippo'",
@@ -112,7 +112,7 @@ async def test_users_change_rotate_and_init_sql(
     await wait_for(secret_gone, timeout=30, interval=0.5)
     assert (
         await psql(
-            control_plane,
+            kube,
             primary,
             namespace,
             "select count(*) from pg_roles where rolname = 'rhino'",
