@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+# The memory controller is cgroup v1's here: a container with a memory limit is also placed in
+# a memory cgroup of the same name, which the kernel's OOM killer acts on, as under a kubelet.
+MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 _SYSTEM_MOUNTS = ("/proc", "/sys", "/dev")
 
 
@@ -52,6 +55,7 @@ class ContainerSpec:
     links: Mapping[str, str] | None = None  # container path -> node path, made as symlinks
     stdin: bool = False  # the container's `stdin`: its standard input stays open for attach
     tty: bool = False  # the container's `tty`: it runs on a terminal
+    memory_limit: int | None = None  # bytes: `resources.limits.memory`
 
 
 @dataclass
@@ -158,6 +162,11 @@ def launch_script(spec: ContainerSpec, layer: Path, cgroup: Path, hosts: Path) -
     lines = [
         "set -eu",
         f"echo $$ > {q(str(cgroup / 'cgroup.procs'))}",
+        *(
+            [f"echo $$ > {q(str(memory_cgroup(cgroup) / 'cgroup.procs'))}"]
+            if spec.memory_limit
+            else []
+        ),
         "mount --make-rprivate /",
         f"mount -t tmpfs -o mode=0755 layer {q(str(layer))}",
         f"mkdir {q(str(layer / 'upper'))} {q(str(layer / 'work'))} {q(str(root))}",
@@ -211,7 +220,7 @@ async def start_container(
     command's)."""
     layer = directory / "layer"
     layer.mkdir(parents=True, exist_ok=True)
-    cgroup = create_cgroup(directory)
+    cgroup = create_cgroup(directory, spec.memory_limit)
     script = launch_script(spec, layer, cgroup, hosts)
     namespaces = [f"--net=/proc/{sandbox_pid}/ns/net", f"--uts=/proc/{sandbox_pid}/ns/uts"]
     argv = [
@@ -223,8 +232,9 @@ async def start_container(
     return process, cgroup, stdio
 
 
-def create_cgroup(directory: Path) -> Path:
-    """A fresh cgroup for one run of a container (named after its directory)."""
+def create_cgroup(directory: Path, memory_limit: int | None = None) -> Path:
+    """A fresh cgroup for one run of a container (named after its directory), and its memory
+    cgroup with the limit when there is one."""
     relative = str(directory).strip("/").replace("/", "-")
     cgroup = CGROUP_ROOT / "envtest" / relative
     if cgroup.exists():
@@ -232,7 +242,28 @@ def create_cgroup(directory: Path) -> Path:
         with contextlib.suppress(OSError):
             cgroup.rmdir()
     cgroup.mkdir(parents=True, exist_ok=True)
+    if memory_limit:
+        memory = memory_cgroup(cgroup)
+        with contextlib.suppress(OSError):
+            memory.rmdir()
+        memory.mkdir(parents=True, exist_ok=True)
+        (memory / "memory.limit_in_bytes").write_text(str(memory_limit))
     return cgroup
+
+
+def memory_cgroup(cgroup: Path) -> Path:
+    """The memory cgroup that goes with a container's cgroup."""
+    return MEMORY_ROOT / cgroup.relative_to(CGROUP_ROOT)
+
+
+def oom_killed(cgroup: Path) -> bool:
+    """Whether the kernel killed a process of the container for exceeding its memory limit."""
+    try:
+        control = (memory_cgroup(cgroup) / "memory.oom_control").read_text()
+    except OSError:
+        return False
+    counts = dict(line.split() for line in control.splitlines() if line.strip())
+    return int(counts.get("oom_kill", "0")) > 0
 
 
 def cgroup_pids(cgroup: Path) -> list[int]:
@@ -266,6 +297,8 @@ async def remove_cgroup(cgroup: Path, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
     with contextlib.suppress(OSError):
         cgroup.rmdir()  # noqa: ASYNC240 (a cgroup directory: no disk I/O)
+    with contextlib.suppress(OSError):
+        memory_cgroup(cgroup).rmdir()
 
 
 def _exec_argv(main_pid: int, spec: ContainerSpec, argv: Sequence[str]) -> list[str]:

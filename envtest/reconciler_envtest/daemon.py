@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler_envtest import binaries, isolation
+from reconciler_envtest import binaries, isolation, relay
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.process import alive, kill_recorded
 
@@ -37,7 +37,8 @@ def up(run_dir: Path, *, process_node: bool = False) -> Path:
     if not running(run_dir):
         _start(run_dir, process_node=process_node)
     if process_node:
-        write_kubectl(run_dir)
+        supervisor = int((run_dir / f"{_SUPERVISOR}.pid").read_text())
+        write_kubectl(run_dir, relay.start(run_dir, supervisor))
     return run_dir / "kubeconfig"
 
 
@@ -75,15 +76,14 @@ def _start(run_dir: Path, *, process_node: bool) -> None:
         time.sleep(0.1)
 
 
-def write_kubectl(run_dir: Path) -> Path:
+def write_kubectl(run_dir: Path, kubeconfig: Path) -> Path:
     """`run_dir/bin/kubectl`: plain `kubectl` for the user's own shell (with `run_dir/bin` on
-    PATH), run beside the control plane with its kubeconfig: Service and pod addresses are
-    reachable only from inside its namespaces."""
+    PATH), with a kubeconfig that reaches the API server from there (see `relay`): so
+    `kubectl port-forward` listens on the user's machine."""
     wrapper = run_dir / "bin" / "kubectl"
     wrapper.parent.mkdir(exist_ok=True)
-    reconciler = [sys.executable, "-m", "reconciler_envtest", "exec", "--dir", str(run_dir)]
-    kubectl = [str(binaries.ensure() / "kubectl"), "--kubeconfig", str(run_dir / "kubeconfig")]
-    command = " ".join(shlex.quote(word) for word in [*reconciler, "--", *kubectl])
+    kubectl = [str(binaries.ensure() / "kubectl"), "--kubeconfig", str(kubeconfig)]
+    command = " ".join(shlex.quote(word) for word in kubectl)
     wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
     wrapper.chmod(0o755)
     return wrapper

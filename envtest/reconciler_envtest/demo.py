@@ -4,7 +4,8 @@ The pods run for real on the process node (PostgreSQL 15 and Patroni from Debian
 inside network and mount namespaces of the demo's own; the demo ends with a query sent with the
 credentials of `hippo-pguser-hippo`, over TLS verified against the cluster's CA. Everything
 keeps running afterwards (`make down` stops it); look around with plain `kubectl` once
-`.envtest/bin` is on PATH (a wrapper that runs it beside the control plane).
+`.envtest/bin` is on PATH (kubectl with a kubeconfig that reaches the API server from this
+machine through `relay`): `exec`, `logs` and `port-forward` work as in a cluster.
 """
 
 from __future__ import annotations
@@ -184,11 +185,21 @@ def main() -> None:
     print(f"\nhippo Ready {time.monotonic() - applied:.1f}s after it was applied")
     answer = asyncio.run(_query(kubeconfig))
     print(f"query as hippo (uri of hippo-pguser-hippo, TLS verify-full): {answer}")
+    labels = (
+        "postgres-operator.crunchydata.com/cluster=hippo,postgres-operator.crunchydata.com/role"
+    )
+    password = "{{.data.password | base64decode}}"
     print(
-        "\nnext, in your shell:\n"
+        "\nnext, in your shell (kubectl here runs on this machine; PGO's documentation, as is):\n"
         f"  export PATH={run_dir / 'bin'}:$PATH\n"
         f"  kubectl -n {NAMESPACE} get postgrescluster,pods,services,secrets\n"
         f"  kubectl -n {NAMESPACE} describe postgrescluster hippo\n"
+        f"  PRIMARY=$(kubectl -n {NAMESPACE} get pod -o name -l {labels}=master)\n"
+        f'  kubectl -n {NAMESPACE} exec -it "$PRIMARY" -c database -- psql   # as postgres\n'
+        f'  kubectl -n {NAMESPACE} logs "$PRIMARY" -c database              # Patroni\'s log\n'
+        f'  kubectl -n {NAMESPACE} port-forward "$PRIMARY" 5432:5432 &\n'
+        f"  PGPASSWORD=$(kubectl -n {NAMESPACE} get secret hippo-pguser-hippo -o go-template="
+        f"'{password}') psql -h localhost -U hippo zoo\n"
         "  make down    # stop everything"
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from reconciler.runtime import quantity
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
 from reconciler.runtime.events import EventRecorder, EventType
 from reconciler.runtime.informer import Informer
@@ -141,6 +142,7 @@ class ContainerState:
     exit_code: int | None = None
     # Set once the container exited for good (its pod's restartPolicy runs it no more).
     done: bool = False
+    oom_killed: bool = False
     finished_at: str | None = None
     last_terminated: JSON | None = None
     ready: bool = False
@@ -180,9 +182,10 @@ class ContainerState:
     def terminated(self) -> JSON:
         """The `terminated` state of the container's last run."""
         code = self.exit_code or 0
+        reason = "OOMKilled" if self.oom_killed else "Completed" if code == 0 else "Error"
         return {
             "exitCode": code,
-            "reason": "Completed" if code == 0 else "Error",
+            "reason": reason,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
         }
@@ -505,6 +508,7 @@ class Kubelet:
         container.stdio, container.log = stdio, writer
         container.started_at, container.started_monotonic = _now(), time.monotonic()
         container.exit_code, container.waiting_reason, container.waiting_message = None, "", ""
+        container.oom_killed = False
         container.ready = container.init is False and "readinessProbe" not in container.spec
         self._event(state, container, "Normal", "Started", f"Started container {name}")
         state.changed.set()
@@ -521,6 +525,7 @@ class Kubelet:
                 code = 128 - code
             for task in probes:
                 task.cancel()
+            container.oom_killed = containers.oom_killed(cgroup)
             await containers.remove_cgroup(cgroup)
             # Every process of the container is gone: its output ends; keep all of it.
             with contextlib.suppress(TimeoutError):
@@ -644,6 +649,7 @@ class Kubelet:
             links=profile.links,
             stdin=bool(container.get("stdin")),
             tty=bool(container.get("tty")),
+            memory_limit=_memory_limit(container),
         )
 
     def _kubernetes_service_env(self) -> dict[str, str]:
@@ -1153,6 +1159,12 @@ def _token_key(source: JSON) -> tuple[str, int]:
     return str(source.get("audience", "")), int(
         source.get("expirationSeconds", TOKEN_DEFAULT_SECONDS)
     )
+
+
+def _memory_limit(container: JSON) -> int | None:
+    limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    value = quantity.parse(str(limit)) if limit is not None else None
+    return int(value) if value else None
 
 
 def _port_number(container: JSON, port: Any) -> int:

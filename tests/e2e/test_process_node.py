@@ -168,6 +168,42 @@ async def test_crash_loop_shows_exit_code_back_off_and_last_words(
     assert previous.stdout == "last words\n", previous
 
 
+async def test_probe_failures_and_deletion_are_events_with_kubelet_s_reasons(
+    kube: Client, namespace: str
+) -> None:
+    probe = {"exec": {"command": ["sh", "-c", "echo not yet; exit 1"]}, "periodSeconds": 1}
+    spec = pod("unready", namespace, "exec sleep infinity", container={"readinessProbe": probe})
+    await kube.create(PODS, spec)
+
+    async def events(reason: str) -> list[JSON] | None:
+        found = (await kube.list(EVENTS, namespace)).items
+        return [e for e in found if e["reason"] == reason] or None
+
+    (unhealthy,) = await wait_for(lambda: events("Unhealthy"), timeout=30, interval=0.2)
+    assert (unhealthy["type"], unhealthy["message"]) == (
+        "Warning",
+        "Readiness probe failed: not yet",
+    )
+    ready = await kube.get(PODS, "unready", namespace)
+    assert ready["status"]["containerStatuses"][0]["ready"] is False
+    await kube.delete(PODS, "unready", namespace)
+    (killing,) = await wait_for(lambda: events("Killing"), timeout=30, interval=0.2)
+    assert killing["message"] == "Stopping container main"
+
+
+async def test_a_container_over_its_memory_limit_is_oom_killed(
+    kube: Client, namespace: str
+) -> None:
+    spec = pod("hungry", namespace, "", restartPolicy="Never")
+    container = spec["spec"]["containers"][0]
+    container["command"] = ["python3", "-c", "x = bytearray(256 * 1024 * 1024)"]
+    container["resources"] = {"limits": {"memory": "64Mi"}}
+    await kube.create(PODS, spec)
+    failed = await phase(kube, namespace, "hungry", "Failed")
+    state = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (state["exitCode"], state["reason"]) == (137, "OOMKilled")
+
+
 async def test_unknown_image_waits_in_image_pull_back_off_naming_known_images(
     kube: Client, namespace: str
 ) -> None:
