@@ -9,10 +9,10 @@ import time
 from typing import Any
 
 import asyncpg
-from reconciler_envtest import podexec
 from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api.crd import POSTGRES_CLUSTERS
+from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.resources import PODS, SECRETS
 from tests.api_examples import hippo

@@ -8,10 +8,10 @@ import urllib.parse
 
 import asyncpg
 import pytest
-from reconciler_envtest import podexec
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler.runtime import podexec
 from reconciler.runtime.client import Client
 from reconciler.runtime.resources import PODS
 from tests.e2e.cluster import (

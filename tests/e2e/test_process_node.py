@@ -9,10 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from reconciler_envtest import images, podexec
+from reconciler_envtest import images
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, ApiError, Client
 from reconciler.runtime.resources import EVENTS, JOBS, NODES, PODS
 from tests.e2e.kubectl import kubectl, kubectl_on_terminal, port_forward

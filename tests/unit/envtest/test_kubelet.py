@@ -4,8 +4,10 @@ pod phases, image profiles, exec's options and statuses."""
 from __future__ import annotations
 
 import pytest
-from reconciler_envtest import images, podexec, remotecommand
+from reconciler_envtest import images, remotecommand
 from reconciler_envtest.kubelet import pod_phase, restarts
+
+from reconciler.runtime import podexec
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """A command in a pod's container through the API server's `pods/exec`, as `kubectl exec` runs
-it: what the tests use to look inside pods, never the node's internals."""
+it (WebSocket, `v5.channel.k8s.io`): how the operator runs pgBackRest's commands in its pods,
+and how the tests look inside them."""
 
 from __future__ import annotations
 
