@@ -18,6 +18,13 @@ LABEL_ROLE = PREFIX + "role"
 LABEL_CLUSTER_CERTIFICATE = PREFIX + "cluster-certificate"
 LABEL_DATA = PREFIX + "data"
 LABEL_POSTGRES_USER = PREFIX + "pguser"
+LABEL_PGBACKREST = PREFIX + "pgbackrest"
+LABEL_PGBACKREST_BACKUP = PREFIX + "pgbackrest-backup"
+LABEL_PGBACKREST_CONFIG = PREFIX + "pgbackrest-config"
+LABEL_PGBACKREST_CRONJOB = PREFIX + "pgbackrest-cronjob"
+LABEL_PGBACKREST_DEDICATED = PREFIX + "pgbackrest-dedicated"
+LABEL_PGBACKREST_REPO = PREFIX + "pgbackrest-repo"
+LABEL_PGBACKREST_VOLUME = PREFIX + "pgbackrest-volume"
 
 # Label values
 ROLE_PRIMARY = "primary"
@@ -35,6 +42,15 @@ FINALIZER = PREFIX + "finalizer"
 ANNOTATION_SWITCHOVER = PREFIX + "trigger-switchover"
 ANNOTATION_AUTO_CREATE_USER_SCHEMA = PREFIX + "autoCreateUserSchema"
 ANNOTATION_DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+ANNOTATION_PGBACKREST_BACKUP = PREFIX + "pgbackrest-backup"
+ANNOTATION_PGBACKREST_CONFIG = PREFIX + "pgbackrest-config"
+ANNOTATION_PGBACKREST_HASH = PREFIX + "pgbackrest-hash"
+ANNOTATION_AUTHORIZE_BACKUP_REMOVAL = PREFIX + "authorizeBackupRemoval"
+
+# Label values of backup Jobs (`pgbackrest-backup`)
+BACKUP_REPLICA_CREATE = "replica-create"
+BACKUP_MANUAL = "manual"
+BACKUP_SCHEDULED = "scheduled"
 
 # Status condition types (PGO's where PGO has them)
 CONDITION_READY = "Ready"
@@ -45,6 +61,10 @@ CONDITION_SERVICES_CONFIGURED = "ServicesConfigured"
 CONDITION_SWITCHOVER_REFUSED = "SwitchoverRefused"
 CONDITION_UNSUPPORTED_SPEC = "UnsupportedSpec"
 CONDITION_RECONCILE_FAILED = "ReconcileFailed"
+CONDITION_PGBACKREST_REPO_HOST_READY = "PGBackRestRepoHostReady"
+CONDITION_PGBACKREST_REPLICA_REPO_READY = "PGBackRestReplicaRepoReady"
+CONDITION_PGBACKREST_REPLICA_CREATE = "PGBackRestReplicaCreate"
+CONDITION_PGBACKREST_MANUAL_BACKUP = "PGBackRestManualBackupSuccessful"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -73,6 +93,9 @@ CONTAINER_DATABASE = "database"
 CONTAINER_STARTUP = "postgres-startup"
 CONTAINER_NSS_WRAPPER_INIT = "nss-wrapper-init"
 CONTAINER_REPLICATION_CERT_COPY = "replication-cert-copy"
+CONTAINER_PGBACKREST = "pgbackrest"
+CONTAINER_PGBACKREST_CONFIG = "pgbackrest-config"
+CONTAINER_PGBACKREST_LOG_DIR = "pgbackrest-log-dir"
 PORT_POSTGRES = "postgres"
 REPLICATION_USER = "_crunchyrepl"
 ROOT_CA_SECRET = "pgo-root-cacert"
@@ -82,6 +105,56 @@ SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 FIELD_MANAGER = "postgrescluster-controller"
 CLUSTER_DOMAIN = "cluster.local"
+
+
+def pgbackrest_config(cluster: str) -> str:
+    """The ConfigMap with pgBackRest's configuration files."""
+    return f"{cluster}-pgbackrest-config"
+
+
+def pgbackrest_secret(cluster: str) -> str:
+    """The Secret with pgBackRest's CA, client and repository host certificates."""
+    return f"{cluster}-pgbackrest"
+
+
+def pgbackrest_rbac(cluster: str) -> str:
+    """The ServiceAccount, Role and RoleBinding of the backup Jobs."""
+    return f"{cluster}-pgbackrest"
+
+
+def repo_host_rbac(cluster: str) -> str:
+    """The ServiceAccount of the repository host."""
+    return f"{cluster}-repohost"
+
+
+def repo_host(cluster: str) -> str:
+    """The StatefulSet of the dedicated repository host (its one pod is `<name>-0`)."""
+    return f"{cluster}-repo-host"
+
+
+def repo_volume(cluster: str, repo: str) -> str:
+    """The claim of a volume repository."""
+    return f"{cluster}-{repo}"
+
+
+def backup_job_prefix(cluster: str) -> str:
+    """Backup Jobs are `<prefix><4 random characters>`."""
+    return f"{cluster}-backup-"
+
+
+def backup_cron_job(cluster: str, repo: str, backup_type: str) -> str:
+    """The CronJob of one repository's scheduled backups of one type (full, diff, incr)."""
+    return f"{cluster}-{repo}-{backup_type}"
+
+
+def pgbackrest_labels(cluster: str) -> dict[str, str]:
+    """What every pgBackRest object of a cluster carries."""
+    return {LABEL_CLUSTER: cluster, LABEL_PGBACKREST: ""}
+
+
+def repo_host_labels(cluster: str) -> dict[str, str]:
+    """The selector of the repository host's pod."""
+    return {**pgbackrest_labels(cluster), LABEL_PGBACKREST_DEDICATED: ""}
 
 
 def cluster_config_map(cluster: str) -> str:

@@ -20,7 +20,7 @@ import signal
 import struct
 import termios
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
@@ -67,6 +67,8 @@ class Stdio:
     stderr: asyncio.StreamReader | None
     stdin: asyncio.StreamWriter | None
     terminal: int | None = None  # the terminal's controlling side (a file descriptor)
+    # The terminal's read transport: closed with the rest (pipes belong to the process).
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
 
     def resize(self, width: int, height: int) -> None:
         """Set the terminal's size, as `kubectl exec -t` reports the user's window."""
@@ -79,6 +81,8 @@ class Stdio:
         """Close the node's ends (the process keeps running if it ignores that)."""
         if self.stdin is not None:
             self.stdin.close()
+        for transport in self.transports:
+            transport.close()
         if self.terminal is not None:
             with contextlib.suppress(OSError):
                 os.close(self.terminal)
@@ -112,7 +116,7 @@ async def _spawn(
     finally:
         os.close(terminal)
     output = asyncio.StreamReader()
-    await loop.connect_read_pipe(
+    reading, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(output), os.fdopen(os.dup(controller), "rb", 0)
     )
     transport, protocol = await loop.connect_write_pipe(
@@ -121,7 +125,7 @@ async def _spawn(
     writer = asyncio.StreamWriter(transport, protocol, None, loop) if stdin else None
     if writer is None:
         transport.close()
-    return process, Stdio(output, None, writer, controller)
+    return process, Stdio(output, None, writer, controller, [reading])
 
 
 async def start_sandbox(hostname: str, log: Path) -> asyncio.subprocess.Process:

@@ -14,12 +14,16 @@ what the e2e tier tests:
   to its groups and owns the volumes, as a kubelet does.
 - Crunchy's images carry nss_wrapper at `/usr/lib64/libnss_wrapper.so`; Debian's package puts
   it elsewhere, so the profile links it into that path inside the container.
+- Crunchy's pgBackRest image has `/opt/crunchy/bin/pgbackrest`, which PGO's backup Jobs run:
+  here it is `crunchy_pgbackrest`, run by the node's Python; and Debian's sample
+  `/etc/pgbackrest.conf` (a repository path of its own) is hidden, as Crunchy's images have none.
 """
 
 from __future__ import annotations
 
 import pwd
 import re
+import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +68,23 @@ def _postgres(version: int) -> ImageProfile:
 POSTGRES_NAMES = frozenset({"postgres", "crunchy-postgres"})
 TOOL_NAMES = frozenset({"pgbackrest", "crunchy-pgbackrest", "pgbouncer", "crunchy-pgbouncer"})
 _CLUSTERS = Path("/usr/lib/postgresql")
+
+
+def image_files(directory: Path) -> dict[str, str]:
+    """Files every container sees at paths of Crunchy's images (container path -> node file),
+    written into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "crunchy-pgbackrest"
+    # The system's Python 3.11 with this environment's packages: the node's own interpreter
+    # may live where the image user cannot reach (a home directory of root's).
+    site = sysconfig.get_paths()["purelib"]
+    program = (
+        f"import runpy, site; site.addsitedir({site!r}); "
+        "runpy.run_module('reconciler_envtest.crunchy_pgbackrest', run_name='__main__')"
+    )
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/python3 -c "{program}" "$@"\n')
+    wrapper.chmod(0o755)
+    return {"/opt/crunchy/bin/pgbackrest": str(wrapper), "/etc/pgbackrest.conf": "/dev/null"}
 
 
 def related_images() -> dict[str, str]:

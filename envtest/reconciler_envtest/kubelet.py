@@ -290,6 +290,7 @@ class Kubelet:
         self._tasks: list[asyncio.Task[None]] = []
         self.hosts_dir = run_dir / "hosts"
         self.node_hosts = self.hosts_dir / "node"
+        self._image_files = images.image_files(run_dir / "images")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -527,11 +528,17 @@ class Kubelet:
                 task.cancel()
             container.oom_killed = containers.oom_killed(cgroup)
             await containers.remove_cgroup(cgroup)
-            # Every process of the container is gone: its output ends; keep all of it.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pumps), 5.0)
         finally:
-            for task in [*probes, *pumps]:
+            for task in probes:
+                task.cancel()
+            if process.returncode is None:  # cancelled: the node or the pod is going
+                containers.kill_cgroup(cgroup)
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(process.wait()), 5.0)
+            # Every process of the container is gone: its output ends; keep all of it.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*pumps)), 5.0)
+            for task in pumps:
                 task.cancel()
             writer.close()
             stdio.close()
@@ -646,7 +653,7 @@ class Kubelet:
             groups=sorted(set(groups)),
             working_dir=container.get("workingDir") or "/",
             read_only_root=bool(security.get("readOnlyRootFilesystem")),
-            links=profile.links,
+            links={**self._image_files, **profile.links},
             stdin=bool(container.get("stdin")),
             tty=bool(container.get("tty")),
             memory_limit=_memory_limit(container),

@@ -116,16 +116,17 @@ class KubeletAPI:
         done = asyncio.ensure_future(process.wait())
 
         async def session(channels: remotecommand.Channels) -> None:
-            try:
-                await remotecommand.serve(channels, options, stdio, done, close_stdin=True)
-            finally:
-                if process.returncode is None:  # the client left: so does its command
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                stdio.close()
-                await done
+            await remotecommand.serve(channels, options, stdio, done, close_stdin=True)
 
-        return await self._remote_command(request, options, session)
+        try:
+            return await self._remote_command(request, options, session)
+        finally:
+            if process.returncode is None:  # the client left: so does its command
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+            stdio.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(done)
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
         info = request.match_info

@@ -31,6 +31,9 @@ DOMAIN = "cluster.local"
 def _forms(name: str, namespace: str, *, local: bool) -> list[str]:
     qualified = [
         f"{name}.{namespace}.svc.{DOMAIN}",
+        # The absolute name too (PGO writes pgBackRest's hosts so): DNS answers it like the
+        # other, a hosts file only if it lists it.
+        f"{name}.{namespace}.svc.{DOMAIN}.",
         f"{name}.{namespace}.svc",
         f"{name}.{namespace}",
     ]

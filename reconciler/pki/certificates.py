@@ -137,3 +137,39 @@ def instance_secret(
             "pgbackrest-server.key": leaf.key_pem,
         },
     )
+
+
+def pgbackrest_client_names(owner: Owner) -> tuple[str, list[str]]:
+    """Common name and DNS names of pgBackRest's client certificate: one per cluster, which
+    every pgBackRest TLS server of the cluster (and only of it) accepts."""
+    name = f"pgbackrest@{owner.uid}"
+    return name, [name]
+
+
+def repo_host_names(owner: Owner) -> tuple[str, list[str]]:
+    """Common name and DNS names of the repository host: its pod's name under `<c>-pods`."""
+    pod_host = f"{naming.repo_host(owner.name)}-0.{naming.cluster_pod_service(owner.name)}"
+    names = naming.certificate_dns_names(pod_host, owner.namespace)
+    return _common_name(names), names
+
+
+def pgbackrest_secret(
+    owner: Owner,
+    root: x509.Certificate,
+    client: x509.Certificate,
+    repo_host: x509.Certificate | None,
+    *,
+    extra: JSON | None = None,
+) -> JSON:
+    """`<c>-pgbackrest`: the CA, the client certificate, and the repository host's server
+    certificate when there is a repository host."""
+    labels = {**naming.pgbackrest_labels(owner.name), naming.LABEL_PGBACKREST_CONFIG: ""}
+    data = {
+        "pgbackrest.ca-roots": root.certificate_pem,
+        "pgbackrest-client.crt": client.certificate_pem,
+        "pgbackrest-client.key": client.key_pem,
+    }
+    if repo_host is not None:
+        data["pgbackrest-repo-host.crt"] = repo_host.certificate_pem
+        data["pgbackrest-repo-host.key"] = repo_host.key_pem
+    return _secret(metadata(owner, naming.pgbackrest_secret(owner.name), labels, extra=extra), data)

@@ -16,7 +16,7 @@ def postgres_settings(spec: JSON) -> PostgresSettings:
         port=spec["port"],
         parameters=(spec.get("config") or {}).get("parameters") or {},
         authentication_rules=(spec.get("authentication") or {}).get("rules") or [],
-        contributed=pgbackrest.archive_parameters(),
+        contributed=pgbackrest.archive_parameters(backups=pgbackrest.backups_enabled(spec)),
     )
 
 

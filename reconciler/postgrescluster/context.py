@@ -101,6 +101,14 @@ class Context:
         return self.environment.images.get(image_key(self.spec))
 
     @property
+    def pgbackrest_image(self) -> str | None:
+        """`spec.backups.pgbackrest.image`, else `RELATED_IMAGE_PGBACKREST`; None when neither."""
+        pgbackrest = (self.spec.get("backups") or {}).get("pgbackrest") or {}
+        if pgbackrest.get("image"):
+            return str(pgbackrest["image"])
+        return self.environment.images.get("PGBACKREST")
+
+    @property
     def owner(self) -> Owner:
         """The cluster as the owner of what it creates."""
         return Owner.of(self.raw)

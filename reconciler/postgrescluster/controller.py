@@ -23,6 +23,7 @@ from reconciler.api import (
     with_defaults,
 )
 from reconciler.config import Settings
+from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.postgrescluster import delete, status, watches
 from reconciler.postgrescluster.context import (
     Context,
@@ -34,10 +35,12 @@ from reconciler.postgrescluster.context import (
 )
 from reconciler.postgrescluster.observed import Reader, observe
 from reconciler.postgrescluster.steps import (
+    backups,
     cluster_config,
     database_init,
     instances,
     patroni,
+    pgbackrest,
     postgres_users,
     rbac,
     rollout,
@@ -52,13 +55,13 @@ from reconciler.runtime.client import JSON, ApiError, Client, NotFoundError
 from reconciler.runtime.controller import Controller, Request, Result
 from reconciler.runtime.events import EventRecorder
 from reconciler.runtime.manager import Manager
-from reconciler.runtime.resources import ENDPOINTS
+from reconciler.runtime.resources import ENDPOINTS, STATEFUL_SETS
 
 log = structlog.get_logger(__name__)
 
 NAME = naming.FIELD_MANAGER
 # The permissions of the controller's own calls, and those it grants to the instances.
-RULES = (*watches.RULES, *rbac.INSTANCE_RULES, rbac.OPENSHIFT_RULE)
+RULES = (*watches.RULES, *pgbackrest.RULES, *rbac.INSTANCE_RULES, rbac.OPENSHIFT_RULE)
 STEPS: tuple[Step, ...] = (
     tls.reconcile,
     services.reconcile,
@@ -69,6 +72,8 @@ STEPS: tuple[Step, ...] = (
     users.reconcile,
     postgres_users.reconcile,
     database_init.reconcile,
+    pgbackrest.reconcile,
+    backups.reconcile,
     patroni.reconcile,
 )
 
@@ -138,7 +143,34 @@ class PostgresClusterReconciler:
                 "No spec changes will be applied and no other statuses will be updated.",
             )
             return None
+        annotations = ctx.raw["metadata"].get("annotations") or {}
+        repo_host = ctx.cached(STATEFUL_SETS, naming.repo_host(ctx.name))
+        if pgbackrest.removal_pending(ctx.spec, annotations, repo_host):
+            paused = conditions.find(
+                ctx.status.get("conditions") or [], naming.CONDITION_PROGRESSING
+            )
+            if paused is None or paused.get("reason") != naming.REASON_PAUSED:
+                await ctx.warn("BackupRemovalNotAuthorized", pgbackrest.REMOVAL_MESSAGE)
+            ctx.set_condition(
+                naming.CONDITION_PROGRESSING,
+                "False",
+                naming.REASON_PAUSED,
+                pgbackrest.REMOVAL_MESSAGE,
+            )
+            return None
         ctx.clear_condition(naming.CONDITION_PROGRESSING)
+        if (
+            backups_enabled(ctx.spec)
+            and ctx.pgbackrest_image is None
+            and not ctx.spec.get("shutdown")
+        ):
+            message = (
+                "No image for pgBackRest: set spec.backups.pgbackrest.image, "
+                "or set RELATED_IMAGE_PGBACKREST in the operator's environment"
+            )
+            await ctx.warn(naming.REASON_MISSING_IMAGE, message)
+            ctx.set_condition(naming.CONDITION_READY, "False", naming.REASON_MISSING_IMAGE, message)
+            return None
         if ctx.postgres_image is None and not ctx.spec.get("shutdown"):
             key = f"RELATED_IMAGE_{image_key(ctx.spec)}"
             message = (

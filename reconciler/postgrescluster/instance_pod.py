@@ -10,36 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler import naming
+from reconciler.containers import NSS_WRAPPER_ENV, RESTRICTED_SECURITY_CONTEXT, nss_wrapper_init
+from reconciler.containers import mount as _mount
 from reconciler.intent import Owner, merged_labels_and_annotations, metadata
 from reconciler.patroni import config as patroni_config
+from reconciler.pgbackrest import pods as pgbackrest_pods
 from reconciler.postgres import config as postgres_config
 from reconciler.postgrescluster import scripts
 from reconciler.runtime.client import JSON
 
 POSTGRES_UID = 26
 TMP_SIZE_LIMIT = "16Mi"
-
-RESTRICTED_SECURITY_CONTEXT: JSON = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "privileged": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-_NSS_ENV = [
-    {"name": "LD_PRELOAD", "value": "/usr/lib64/libnss_wrapper.so"},
-    {"name": "NSS_WRAPPER_PASSWD", "value": "/tmp/nss_wrapper/postgres/passwd"},
-    {"name": "NSS_WRAPPER_GROUP", "value": "/tmp/nss_wrapper/postgres/group"},
-]
-
-
-def _mount(name: str, path: str, *, read_only: bool = False) -> JSON:
-    mount: JSON = {"name": name, "mountPath": path}
-    if read_only:
-        mount["readOnly"] = True
-    return mount
 
 
 def _postgres_env(spec: JSON) -> list[JSON]:
@@ -249,9 +230,17 @@ def default_topology_spread(owner: Owner) -> list[JSON]:
 
 
 def pod_spec(
-    owner: Owner, spec: JSON, instance_set: JSON, instance: str, *, image: str, sidecars: bool
+    owner: Owner,
+    spec: JSON,
+    instance_set: JSON,
+    instance: str,
+    *,
+    image: str,
+    sidecars: bool,
+    pgbackrest_image: str | None = None,
 ) -> JSON:
-    """The pod of one instance: Patroni running PostgreSQL, and its helpers."""
+    """The pod of one instance: Patroni running PostgreSQL, and its helpers; with
+    `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
     wal = postgres_config.wal_directory(
@@ -286,18 +275,13 @@ def pod_spec(
             resources=resources,
             volumeMounts=startup_mounts,
         ),
-        container(
-            naming.CONTAINER_NSS_WRAPPER_INIT,
-            ["bash", "-ceu", "--", scripts.NSS_WRAPPER, "nss-wrapper-init"],
-            resources=resources,
-            volumeMounts=[_mount("tmp", "/tmp")],
-        ),
+        nss_wrapper_init(image, resources, pull_policy),
     ]
     containers = [
         container(
             naming.CONTAINER_DATABASE,
             ["patroni", patroni_config.CONFIG_DIRECTORY],
-            env=[*_postgres_env(spec), *_patroni_env(owner, spec), *_NSS_ENV],
+            env=[*_postgres_env(spec), *_patroni_env(owner, spec), *NSS_WRAPPER_ENV],
             ports=[
                 {"name": naming.PORT_POSTGRES, "containerPort": spec["port"], "protocol": "TCP"}
             ],
@@ -320,6 +304,18 @@ def pod_spec(
             ],
         ),
     ]
+    volumes = _volumes(owner, spec, instance_set, instance)
+    if pgbackrest_image is not None:
+        added, added_volumes = pgbackrest_pods.instance_additions(
+            owner.name,
+            instance,
+            spec,
+            pgbackrest_image,
+            wal_volume=bool(instance_set.get("walVolumeClaimSpec")),
+        )
+        containers[0]["volumeMounts"].append(pgbackrest_pods.DATABASE_MOUNT)
+        containers += added
+        volumes += added_volumes
     if sidecars:
         containers += instance_set.get("containers") or []
     security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
@@ -338,7 +334,7 @@ def pod_spec(
         "securityContext": security,
         "initContainers": init_containers,
         "containers": containers,
-        "volumes": _volumes(owner, spec, instance_set, instance),
+        "volumes": volumes,
     }
     optional = {
         "affinity": instance_set.get("affinity"),
@@ -360,6 +356,7 @@ def statefulset(
     image: str,
     replicas: int,
     sidecars: bool,
+    pgbackrest_image: str | None = None,
 ) -> JSON:
     """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete)."""
     set_name = instance_set["name"]
@@ -385,7 +382,13 @@ def statefulset(
             "template": {
                 "metadata": _template_metadata(owner, pod_labels, extra),
                 "spec": pod_spec(
-                    owner, spec, instance_set, instance, image=image, sidecars=sidecars
+                    owner,
+                    spec,
+                    instance_set,
+                    instance,
+                    image=image,
+                    sidecars=sidecars,
+                    pgbackrest_image=pgbackrest_image,
                 ),
             },
         },

@@ -51,26 +51,6 @@ fi
 rm -f "${PGDATA}/recovery.signal"
 """
 
-# Writes passwd and group files naming the random UID some platforms run containers as, so that
-# PostgreSQL and ssh-like tools can resolve the current user (used through LD_PRELOAD).
-NSS_WRAPPER = r"""
-directory=/tmp/nss_wrapper/postgres
-install --directory --mode=0700 "${directory}"
-if ! getent passwd "$(id -u)" > /dev/null; then
-  { cat /etc/passwd; printf 'postgres:x:%s:%s:postgres:/tmp:/bin/bash\n' "$(id -u)" "$(id -g)"; } \
-    > "${directory}/passwd"
-else
-  cat /etc/passwd > "${directory}/passwd"
-fi
-# The group line as PGO writes it: named after the user, numbered as the user, the user in it.
-if ! grep -q "^postgres:x:$(id -u):" /etc/group; then
-  { grep -v '^postgres:x:' /etc/group; printf 'postgres:x:%s:postgres\n' "$(id -u)"; } \
-    > "${directory}/group"
-else
-  cat /etc/group > "${directory}/group"
-fi
-"""
-
 # Re-installs the replication certificate when its Secret changes and tells PostgreSQL to reload.
 REPLICATION_CERT_COPY = r"""
 checksum() { find /pgconf/tls -type f -exec md5sum {} + 2>/dev/null | sort | md5sum; }

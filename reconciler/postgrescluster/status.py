@@ -11,9 +11,17 @@ from reconciler.runtime.client import JSON
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> JSON:
-    """A merge patch turning status `old` into `new` (removed keys become null)."""
+    """A JSON merge patch (RFC 7386) turning status `old` into `new`: removed keys become
+    null, objects are patched key by key (a merge patch cannot replace one as a whole)."""
     patch: JSON = {key: None for key in old if key not in new}
-    patch.update({key: value for key, value in new.items() if old.get(key) != value})
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            patch[key] = status_patch(before, value)
+        else:
+            patch[key] = value
     return patch
 
 
@@ -33,8 +41,19 @@ def ready(status: JSON, spec: JSON) -> tuple[str, str, str]:
 def unsupported_fields(spec: JSON) -> list[str]:
     """The sections of the spec this operator accepts (PGO's schema) but does not act on yet."""
     backups = spec.get("backups") or {}
+    pgbackrest = backups.get("pgbackrest") or {}
+    repos = pgbackrest.get("repos") or []
     sections = {
-        "spec.backups.pgbackrest": backups.get("pgbackrest"),
+        **{
+            f"spec.backups.pgbackrest.repos[{i}].{kind}": repo.get(kind)
+            for i, repo in enumerate(repos)
+            for kind in ("s3", "gcs", "azure")
+        },
+        **{
+            f"spec.backups.pgbackrest.repos[{i}].schedules": repo.get("schedules")
+            for i, repo in enumerate(repos)
+        },
+        "spec.backups.pgbackrest.restore": (pgbackrest.get("restore") or {}).get("enabled"),
         "spec.backups.snapshots": backups.get("snapshots"),
         "spec.dataSource": spec.get("dataSource"),
         "spec.instrumentation": spec.get("instrumentation"),
@@ -52,7 +71,4 @@ def unsupported_message(fields: list[str]) -> str:
         f"{', '.join(fields)}: accepted but not acted on by this version of the operator; "
         "the rest of the cluster is managed"
     )
-    if "spec.backups.pgbackrest" in fields:
-        message += "; WAL is not archived (archive_command is `true`) until backups are"
-        message += " supported"
     return message

@@ -18,7 +18,9 @@ from reconciler.runtime.controller import Controller, Request
 from reconciler.runtime.rbac import APPLY, READ, Rule
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
+    CRON_JOBS,
     ENDPOINTS,
+    JOBS,
     PERSISTENT_VOLUME_CLAIMS,
     POD_DISRUPTION_BUDGETS,
     PODS,
@@ -46,6 +48,8 @@ OWNED: tuple[Resource, ...] = (
     STATEFUL_SETS,
     PERSISTENT_VOLUME_CLAIMS,
     POD_DISRUPTION_BUDGETS,
+    JOBS,
+    CRON_JOBS,
 )
 
 # What the controller's calls need: informers (list, watch) of every kind it reads, server-side
@@ -91,8 +95,8 @@ RULES = (
     Rule(
         "",
         ("serviceaccounts", "services"),
-        (*READ, *APPLY),
-        "The cluster's Services and the instances' ServiceAccount.",
+        (*READ, *APPLY, "delete"),
+        "The cluster's Services and ServiceAccounts; pgBackRest's go when backups are removed.",
     ),
     Rule(
         "",
@@ -115,8 +119,8 @@ RULES = (
     Rule(
         "rbac.authorization.k8s.io",
         ("rolebindings", "roles"),
-        (*READ, *APPLY),
-        "The instances' Role and RoleBinding for Patroni.",
+        (*READ, *APPLY, "delete"),
+        "Roles and RoleBindings of Patroni and of backup Jobs; the latter go with backups.",
     ),
 )
 

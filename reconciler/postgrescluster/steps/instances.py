@@ -14,6 +14,8 @@ from typing import Any
 
 from reconciler import naming
 from reconciler.patroni import config as patroni_config
+from reconciler.pgbackrest import config as pgbackrest_config
+from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
@@ -174,7 +176,10 @@ async def _apply_instance(
     )
     separate_wal = bool(instance_set.get("walVolumeClaimSpec"))
     document = patroni_config.instance_yaml(
-        spec["postgresVersion"], separate_wal_volume=separate_wal, bootstrapped=ctx.bootstrapped
+        spec["postgresVersion"],
+        separate_wal_volume=separate_wal,
+        bootstrapped=ctx.bootstrapped,
+        replica_methods=_replica_methods(ctx, separate_wal=separate_wal),
     )
     await ctx.apply(
         CONFIG_MAPS, instance_objects.config_map(owner, instance_set, instance, document)
@@ -204,6 +209,7 @@ async def _apply_instance(
             image=image,
             replicas=replicas,
             sidecars=ctx.environment.instance_sidecars,
+            pgbackrest_image=ctx.pgbackrest_image if backups_enabled(spec) else None,
         ),
     )
 
@@ -273,3 +279,24 @@ def observed_instances(statefulsets: list[JSON], pods: list[JSON], sets: list[st
             revision is not None and revision == update_revision.get(instance_of(pod))
         )
     return [counts[name] for name in sorted(counts)]
+
+
+def _replica_methods(ctx: Context, *, separate_wal: bool) -> dict[str, JSON]:
+    """pgBackRest's restore as Patroni's first way to create a replica, once a repository holds
+    the replica-create backup (PGO's): a new replica then copies from the repository, not from
+    the primary."""
+    if not backups_enabled(ctx.spec):
+        return {}
+    repos = (ctx.status.get("pgbackrest") or {}).get("repos") or []
+    ready = next((r["name"] for r in repos if r.get("replicaCreateBackupComplete")), None)
+    if ready is None:
+        return {}
+    command = pgbackrest_config.replica_create_command(ctx.spec, ready, wal_volume=separate_wal)
+    return {
+        "pgbackrest": {
+            "command": command,
+            "keep_data": True,
+            "no_leader": True,
+            "no_params": True,
+        }
+    }

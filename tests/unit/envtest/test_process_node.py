@@ -203,7 +203,8 @@ def test_hosts_entries_as_cluster_dns_answers() -> None:
     text = services.hosts_text(local)
     assert text.startswith("127.0.0.1\tlocalhost\n")
     assert (
-        "10.96.0.10\thippo-ha.ns.svc.cluster.local hippo-ha.ns.svc hippo-ha.ns hippo-ha\n" in text
+        "10.96.0.10\thippo-ha.ns.svc.cluster.local hippo-ha.ns.svc.cluster.local. "
+        "hippo-ha.ns.svc hippo-ha.ns hippo-ha\n" in text
     )
 
 

@@ -1,10 +1,29 @@
-"""pgBackRest's contributions to PostgreSQL."""
+"""pgBackRest's PostgreSQL parameters, as PGO sets them."""
 
 from __future__ import annotations
 
-from reconciler.pgbackrest.postgres import archive_parameters
+from reconciler.pgbackrest.postgres import archive_parameters, backups_enabled
+
+RESTORE = 'pgbackrest --stanza=db archive-get %f "%p"'
 
 
-def test_without_a_repository_archiving_succeeds_without_keeping_wal() -> None:
-    """WAL must not pile up behind an archive_command that can never succeed."""
-    assert archive_parameters() == {"archive_mode": "on", "archive_command": "true"}
+def test_without_backups_archiving_succeeds_and_keeps_nothing() -> None:
+    assert archive_parameters(backups=False) == {
+        "archive_mode": "on",
+        "archive_command": "true",
+        "restore_command": RESTORE,
+    }
+
+
+def test_with_backups_wal_goes_to_the_repositories() -> None:
+    assert archive_parameters(backups=True) == {
+        "archive_mode": "on",
+        "archive_command": 'pgbackrest --stanza=db archive-push "%p"',
+        "restore_command": RESTORE,
+    }
+
+
+def test_backups_are_enabled_by_a_pgbackrest_section() -> None:
+    assert not backups_enabled({})
+    assert not backups_enabled({"backups": {"pgbackrest": {}}})
+    assert backups_enabled({"backups": {"pgbackrest": {"repos": [{"name": "repo1"}]}}})

@@ -12,6 +12,9 @@ def test_status_patch_holds_only_what_changed_and_nulls_what_went() -> None:
     new = {"a": 1, "b": {"x": 2}, "added": []}
     assert status.status_patch(old, new) == {"gone": None, "b": {"x": 2}, "added": []}
     assert status.status_patch(new, new) == {}
+    # An object emptied keeps existing, empty: each of its keys is removed.
+    emptied = status.status_patch({"pgbackrest": {"repos": [], "repoHost": {}}}, {"pgbackrest": {}})
+    assert emptied == {"pgbackrest": {"repos": None, "repoHost": None}}
 
 
 def test_ready_counts_ready_pods_of_every_set() -> None:
@@ -25,13 +28,22 @@ def test_ready_counts_ready_pods_of_every_set() -> None:
 def test_unsupported_fields_name_each_section_present() -> None:
     assert status.unsupported_fields({"instances": []}) == []
     spec = {
-        "backups": {"pgbackrest": {"repos": [{"name": "repo1"}]}},
+        "backups": {
+            "pgbackrest": {
+                "repos": [
+                    {"name": "repo1", "volume": {}},
+                    {"name": "repo2", "s3": {"bucket": "b"}, "schedules": {"full": "0 1 * * *"}},
+                ],
+                "restore": {"enabled": False, "repoName": "repo1"},
+            }
+        },
         "proxy": {"pgBouncer": {}},
         "standby": {"enabled": False},
         "monitoring": {"pgmonitor": {"exporter": {}}},
     }
     assert status.unsupported_fields(spec) == [
-        "spec.backups.pgbackrest",
+        "spec.backups.pgbackrest.repos[1].s3",
+        "spec.backups.pgbackrest.repos[1].schedules",
         "spec.monitoring",
         "spec.proxy",
     ]
@@ -40,8 +52,6 @@ def test_unsupported_fields_name_each_section_present() -> None:
     ]
 
 
-def test_unsupported_message_says_what_happens_to_wal() -> None:
-    message = status.unsupported_message(["spec.backups.pgbackrest", "spec.proxy"])
-    assert message.startswith("spec.backups.pgbackrest, spec.proxy: accepted but not acted on")
-    assert "WAL is not archived" in message
-    assert "WAL" not in status.unsupported_message(["spec.proxy"])
+def test_unsupported_message_names_the_sections() -> None:
+    message = status.unsupported_message(["spec.proxy", "spec.monitoring"])
+    assert message.startswith("spec.proxy, spec.monitoring: accepted but not acted on")

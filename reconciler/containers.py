@@ -1,0 +1,64 @@
+"""What the containers of every pod the operator builds share, as PGO writes it: the
+restricted security context, nss_wrapper's environment (the images' user gets a name whatever
+UID runs it), and volume mounts."""
+
+from __future__ import annotations
+
+from reconciler.runtime.client import JSON
+
+RESTRICTED_SECURITY_CONTEXT: JSON = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+NSS_WRAPPER_ENV: list[JSON] = [
+    {"name": "LD_PRELOAD", "value": "/usr/lib64/libnss_wrapper.so"},
+    {"name": "NSS_WRAPPER_PASSWD", "value": "/tmp/nss_wrapper/postgres/passwd"},
+    {"name": "NSS_WRAPPER_GROUP", "value": "/tmp/nss_wrapper/postgres/group"},
+]
+
+
+# Writes passwd and group files naming the random UID some platforms run containers as, so that
+# PostgreSQL and ssh-like tools can resolve the current user (used through LD_PRELOAD).
+NSS_WRAPPER = r"""
+directory=/tmp/nss_wrapper/postgres
+install --directory --mode=0700 "${directory}"
+if ! getent passwd "$(id -u)" > /dev/null; then
+  { cat /etc/passwd; printf 'postgres:x:%s:%s:postgres:/tmp:/bin/bash\n' "$(id -u)" "$(id -g)"; } \
+    > "${directory}/passwd"
+else
+  cat /etc/passwd > "${directory}/passwd"
+fi
+# The group line as PGO writes it: named after the user, numbered as the user, the user in it.
+if ! grep -q "^postgres:x:$(id -u):" /etc/group; then
+  { grep -v '^postgres:x:' /etc/group; printf 'postgres:x:%s:postgres\n' "$(id -u)"; } \
+    > "${directory}/group"
+else
+  cat /etc/group > "${directory}/group"
+fi
+"""
+
+
+def nss_wrapper_init(image: str, resources: JSON, pull_policy: JSON) -> JSON:
+    """The init container that writes nss_wrapper's files into the pod's `/tmp`."""
+    return {
+        "name": "nss-wrapper-init",
+        "image": image,
+        **pull_policy,
+        "command": ["bash", "-ceu", "--", NSS_WRAPPER, "nss-wrapper-init"],
+        "resources": resources,
+        "securityContext": RESTRICTED_SECURITY_CONTEXT,
+        "volumeMounts": [mount("tmp", "/tmp")],
+    }
+
+
+def mount(name: str, path: str, *, read_only: bool = False) -> JSON:
+    """A volume mount."""
+    result: JSON = {"name": name, "mountPath": path}
+    if read_only:
+        result["readOnly"] = True
+    return result

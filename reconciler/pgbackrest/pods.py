@@ -1,0 +1,275 @@
+"""pgBackRest's parts of pods, laid out as PGO lays them out: the TLS server and its reloader
+beside PostgreSQL, the dedicated repository host's pod, and the backup Jobs' pod.
+
+Every pgBackRest process finds its configuration in `/etc/pgbackrest/conf.d` (pgBackRest's
+default include path), projected from `<c>-pgbackrest-config` and `<c>-pgbackrest`; the TLS
+servers find their own certificate in `/etc/pgbackrest/server`, kept outside `conf.d` so that
+the backup Job's comparison of configurations does not change with the primary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler import naming
+from reconciler.containers import (
+    NSS_WRAPPER_ENV,
+    RESTRICTED_SECURITY_CONTEXT,
+    mount,
+    nss_wrapper_init,
+)
+from reconciler.pgbackrest import config
+from reconciler.runtime.client import JSON
+
+CONFIG_VOLUME = "pgbackrest-config"
+POSTGRES_GID = 26  # the group of Crunchy's images' user, which owns the volumes
+SERVER_VOLUME = "pgbackrest-server"
+_KEY_MODE = 0o600
+
+
+def _client_certificates(cluster: str, *, optional: bool) -> JSON:
+    source: JSON = {
+        "name": naming.pgbackrest_secret(cluster),
+        "items": [
+            {"key": "pgbackrest.ca-roots", "path": config.CA_FILE},
+            {"key": "pgbackrest-client.crt", "path": config.CLIENT_CERT_FILE},
+            {"key": "pgbackrest-client.key", "path": config.CLIENT_KEY_FILE, "mode": _KEY_MODE},
+        ],
+    }
+    if optional:
+        source["optional"] = True
+    return {"secret": source}
+
+
+def config_volume(cluster: str, spec: JSON, *, instance: bool, server: bool = True) -> JSON:
+    """`pgbackrest-config`: the user's `configuration` projections, then the operator's files
+    (the instance's or the repository's), then the client certificates (later sources win)."""
+    conf = "pgbackrest_instance.conf" if instance else "pgbackrest_repo.conf"
+    items = [{"key": conf, "path": conf}, {"key": "config-hash", "path": "config-hash"}]
+    if server:
+        items.append({"key": "pgbackrest-server.conf", "path": config.SERVER_CONF_FILE})
+    user = ((spec.get("backups") or {}).get("pgbackrest") or {}).get("configuration") or []
+    return {
+        "name": CONFIG_VOLUME,
+        "projected": {
+            "sources": [
+                *user,
+                {"configMap": {"name": naming.pgbackrest_config(cluster), "items": items}},
+                _client_certificates(cluster, optional=instance),
+            ]
+        },
+    }
+
+
+def server_volume(secret: str, certificate_key: str, key_key: str) -> JSON:
+    """`pgbackrest-server`: the TLS server's own certificate."""
+    return {
+        "name": SERVER_VOLUME,
+        "projected": {
+            "sources": [
+                {
+                    "secret": {
+                        "name": secret,
+                        "items": [
+                            {"key": certificate_key, "path": "server-tls.crt"},
+                            {"key": key_key, "path": "server-tls.key", "mode": _KEY_MODE},
+                        ],
+                    }
+                }
+            ]
+        },
+    }
+
+
+def _container(name: str, image: str, spec: JSON, **fields: object) -> JSON:
+    pull = {"imagePullPolicy": spec["imagePullPolicy"]} if spec.get("imagePullPolicy") else {}
+    return {
+        "name": name,
+        "image": image,
+        **pull,
+        **fields,
+        "securityContext": RESTRICTED_SECURITY_CONTEXT,
+    }
+
+
+def server_containers(
+    image: str, spec: JSON, data_mounts: Sequence[JSON], *, server_resources: JSON | None
+) -> list[JSON]:
+    """The TLS server (`pgbackrest server`, which the repository host and instances reach
+    each other through) and the reloader that signals it when its files change."""
+    pgbackrest = (spec.get("backups") or {}).get("pgbackrest") or {}
+    sidecars = pgbackrest.get("sidecars") or {}
+    config_resources = (sidecars.get("pgbackrestConfig") or {}).get("resources") or {}
+    return [
+        _container(
+            naming.CONTAINER_PGBACKREST,
+            image,
+            spec,
+            command=["pgbackrest", "server"],
+            env=NSS_WRAPPER_ENV,
+            livenessProbe={"exec": {"command": ["pgbackrest", "server-ping"]}},
+            resources=server_resources or {},
+            volumeMounts=[
+                mount(SERVER_VOLUME, config.SERVER_DIRECTORY, read_only=True),
+                *data_mounts,
+                mount(CONFIG_VOLUME, config.CONFIG_DIRECTORY, read_only=True),
+                mount("tmp", "/tmp"),
+            ],
+        ),
+        _container(
+            naming.CONTAINER_PGBACKREST_CONFIG,
+            image,
+            spec,
+            command=[
+                "bash",
+                "-ceu",
+                "--",
+                config.reload_script(),
+                naming.CONTAINER_PGBACKREST_CONFIG,
+                *config.RELOAD_ARGS,
+            ],
+            resources=config_resources,
+            volumeMounts=[
+                mount(SERVER_VOLUME, config.SERVER_DIRECTORY, read_only=True),
+                mount(CONFIG_VOLUME, config.CONFIG_DIRECTORY, read_only=True),
+                mount("tmp", "/tmp"),
+            ],
+        ),
+    ]
+
+
+def instance_additions(
+    cluster: str, instance: str, spec: JSON, image: str, *, wal_volume: bool
+) -> tuple[list[JSON], list[JSON]]:
+    """The containers and volumes pgBackRest adds to an instance pod (the `database`
+    container gains the `conf.d` mount: see `DATABASE_MOUNT`)."""
+    data = [mount("postgres-data", "/pgdata")]
+    if wal_volume:
+        data.append(mount("postgres-wal", "/pgwal"))
+    resources = ((spec["backups"]["pgbackrest"].get("sidecars") or {}).get("pgbackrest") or {}).get(
+        "resources"
+    )
+    containers = server_containers(image, spec, data, server_resources=resources)
+    volumes = [
+        server_volume(
+            naming.instance_certificates(instance), "pgbackrest-server.crt", "pgbackrest-server.key"
+        ),
+        config_volume(cluster, spec, instance=True),
+    ]
+    return containers, volumes
+
+
+DATABASE_MOUNT = mount(CONFIG_VOLUME, config.CONFIG_DIRECTORY, read_only=True)
+
+
+def volume_repos(spec: JSON) -> list[JSON]:
+    """The repositories kept on volumes (claims mounted by the repository host)."""
+    return [r for r in spec["backups"]["pgbackrest"].get("repos") or [] if r.get("volume")]
+
+
+def repo_host_pod(cluster: str, spec: JSON, image: str) -> JSON:
+    """The repository host's pod: pgBackRest's TLS server with the volume repositories."""
+    pgbackrest = spec["backups"]["pgbackrest"]
+    host = pgbackrest.get("repoHost") or {}
+    resources = host.get("resources") or {}
+    pull = {"imagePullPolicy": spec["imagePullPolicy"]} if spec.get("imagePullPolicy") else {}
+    repos = volume_repos(spec)
+    repo_mounts = [mount(r["name"], config.repo_path(r["name"])) for r in repos]
+    first = repos[0]["name"]
+    log_dir = config.repo_log_path(first)
+    containers = server_containers(image, spec, repo_mounts, server_resources=resources)
+    security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
+    if not spec.get("openshift"):
+        security["fsGroup"] = POSTGRES_GID
+    if groups := [g for g in spec.get("supplementalGroups") or [] if g > 0]:
+        security["supplementalGroups"] = groups
+    pod: JSON = {
+        "restartPolicy": "Always",
+        "shareProcessNamespace": True,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "serviceAccountName": naming.repo_host_rbac(cluster),
+        "securityContext": security,
+        "initContainers": [
+            {
+                "name": naming.CONTAINER_PGBACKREST_LOG_DIR,
+                "image": image,
+                **pull,
+                "command": [
+                    "bash",
+                    "-c",
+                    f"mkdir -p '{log_dir}' && {{ chmod 0775 '{log_dir}' || :; }}",
+                ],
+                "resources": resources,
+                "securityContext": RESTRICTED_SECURITY_CONTEXT,
+                "volumeMounts": [mount(first, config.repo_path(first)), mount("tmp", "/tmp")],
+            },
+            nss_wrapper_init(image, resources, pull),
+        ],
+        "containers": containers,
+        "volumes": [
+            server_volume(
+                naming.pgbackrest_secret(cluster),
+                "pgbackrest-repo-host.crt",
+                "pgbackrest-repo-host.key",
+            ),
+            *(
+                {
+                    "name": r["name"],
+                    "persistentVolumeClaim": {"claimName": naming.repo_volume(cluster, r["name"])},
+                }
+                for r in repos
+            ),
+            config_volume(cluster, spec, instance=False),
+            {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+        ],
+    }
+    return _scheduled(pod, host, spec)
+
+
+def backup_job_pod(cluster: str, namespace: str, spec: JSON, image: str, options: str) -> JSON:
+    """The pod of a backup Job: Crunchy's pgBackRest image execs `pgbackrest backup <options>`
+    in the repository host (whose configuration it first compares with its own)."""
+    jobs = spec["backups"]["pgbackrest"].get("jobs") or {}
+    pull = {"imagePullPolicy": spec["imagePullPolicy"]} if spec.get("imagePullPolicy") else {}
+    selector = ",".join(f"{k}={v}" for k, v in naming.repo_host_labels(cluster).items())
+    pod: JSON = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "serviceAccountName": naming.pgbackrest_rbac(cluster),
+        "securityContext": {"fsGroupChangePolicy": "OnRootMismatch"},
+        "containers": [
+            {
+                "name": naming.CONTAINER_PGBACKREST,
+                "image": image,
+                **pull,
+                "command": ["/opt/crunchy/bin/pgbackrest"],
+                "env": [
+                    {"name": "COMMAND", "value": "backup"},
+                    {"name": "COMMAND_OPTS", "value": options},
+                    {"name": "COMPARE_HASH", "value": "true"},
+                    {"name": "CONTAINER", "value": naming.CONTAINER_PGBACKREST},
+                    {"name": "NAMESPACE", "value": namespace},
+                    {"name": "SELECTOR", "value": selector},
+                ],
+                "resources": jobs.get("resources") or {},
+                "securityContext": RESTRICTED_SECURITY_CONTEXT,
+                "volumeMounts": [mount(CONFIG_VOLUME, config.CONFIG_DIRECTORY, read_only=True)],
+            }
+        ],
+        "volumes": [config_volume(cluster, spec, instance=False)],
+    }
+    return _scheduled(pod, jobs, spec)
+
+
+def _scheduled(pod: JSON, source: JSON, spec: JSON) -> JSON:
+    """`pod` with the scheduling fields of `source` (repoHost or jobs) and the spec's pull
+    secrets, where set."""
+    optional = {
+        "affinity": source.get("affinity"),
+        "tolerations": source.get("tolerations"),
+        "priorityClassName": source.get("priorityClassName"),
+        "imagePullSecrets": spec.get("imagePullSecrets"),
+    }
+    pod.update({k: v for k, v in optional.items() if v})
+    return pod

@@ -1,0 +1,285 @@
+"""Subreconciler: pgBackRest's backup Jobs, as PGO runs them.
+
+The replica-create backup comes first, once the stanza exists: a full backup in the first
+repository, after which new replicas restore from it instead of copying the primary (see
+`instances._replica_methods`). Manual backups follow, one per value of the
+`pgbackrest-backup` annotation (with `spec.backups.pgbackrest.manual`). Each Job runs Crunchy's
+pgBackRest image, which execs `pgbackrest backup` in the repository host. A Job that failed, or
+that was made for another configuration, is replaced; finished ones stay until their TTL.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from reconciler import naming
+from reconciler.intent import Owner, metadata
+from reconciler.pgbackrest import config, pods
+from reconciler.pgbackrest.postgres import backups_enabled
+from reconciler.postgrescluster.context import Context
+from reconciler.runtime.client import JSON
+from reconciler.runtime.controller import Result
+from reconciler.runtime.resources import JOBS
+
+
+def job_name(cluster: str) -> str:
+    """A new backup Job's name: `<c>-backup-` and four random characters (PGO's)."""
+    suffix = "".join(secrets.choice(naming.SAFE_ALPHABET) for _ in range(4))
+    return naming.backup_job_prefix(cluster) + suffix
+
+
+def backup_job(
+    owner: Owner,
+    spec: JSON,
+    image: str,
+    *,
+    name: str,
+    repo: str,
+    kind: str,
+    options: list[str],
+    annotations: dict[str, str],
+) -> JSON:
+    """A backup Job of `repo` (`kind`: replica-create or manual)."""
+    pgbackrest = spec["backups"]["pgbackrest"]
+    labels = {
+        **naming.pgbackrest_labels(owner.name),
+        naming.LABEL_PGBACKREST_BACKUP: kind,
+        naming.LABEL_PGBACKREST_REPO: repo,
+    }
+    annotations = {
+        **annotations,
+        naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST,
+    }
+    extra = pgbackrest.get("metadata")
+    meta = metadata(owner, name, labels, annotations, extra=extra)
+    command = " ".join(
+        [f"--stanza={config.STANZA}", f"--repo={config.repo_number(repo)}", *options]
+    )
+    job_spec: JSON = {
+        "template": {
+            "metadata": {"labels": meta["labels"], "annotations": meta.get("annotations") or {}},
+            "spec": pods.backup_job_pod(owner.name, owner.namespace, spec, image, command),
+        }
+    }
+    ttl = (pgbackrest.get("jobs") or {}).get("ttlSecondsAfterFinished")
+    if ttl is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def finished(job: JSON) -> str | None:
+    """`Complete` or `Failed` once the Job controller says so, else None."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
+            return str(condition["type"])
+    return None
+
+
+async def reconcile(ctx: Context) -> Result | None:
+    """Run the replica-create backup, then manual backups."""
+    if not backups_enabled(ctx.spec) or ctx.pgbackrest_image is None:
+        return None
+    await _replica_create(ctx, ctx.pgbackrest_image)
+    await _manual(ctx, ctx.pgbackrest_image)
+    return None
+
+
+def _condition_true(ctx: Context, kind: str) -> bool:
+    return any(
+        c["type"] == kind and c["status"] == "True" for c in ctx.status.get("conditions") or []
+    )
+
+
+def _repo_status(ctx: Context, repo: str) -> JSON | None:
+    repos = (ctx.status.get("pgbackrest") or {}).get("repos") or []
+    return next((r for r in repos if r["name"] == repo), None)
+
+
+async def _replica_create(ctx: Context, image: str) -> None:
+    repo = ctx.spec["backups"]["pgbackrest"]["repos"][0]["name"]
+    entry = _repo_status(ctx, repo)
+    try:
+        if entry is None or entry.get("replicaCreateBackupComplete"):
+            return
+        if ctx.instances.primary is None:
+            return
+        hash_ = config.config_hash(ctx.spec)
+        config_container = (
+            naming.CONTAINER_PGBACKREST if pods.volume_repos(ctx.spec) else "database"
+        )
+        existing = ctx.cluster_objects(
+            JOBS, {naming.LABEL_PGBACKREST_BACKUP: naming.BACKUP_REPLICA_CREATE}
+        )
+        if existing:
+            job = existing[0]
+            labels = job["metadata"].get("labels") or {}
+            annotations = job["metadata"].get("annotations") or {}
+            if (
+                finished(job) == "Failed"
+                or labels.get(naming.LABEL_PGBACKREST_REPO) != repo
+                or annotations.get(naming.ANNOTATION_PGBACKREST_CONFIG) != config_container
+                or annotations.get(naming.ANNOTATION_PGBACKREST_HASH) != hash_
+            ):
+                await ctx.delete(JOBS, job)
+                return
+            if finished(job) == "Complete":
+                entry["replicaCreateBackupComplete"] = True
+                return
+            name = job["metadata"]["name"]
+        else:
+            ready_host = not pods.volume_repos(ctx.spec) or _condition_true(
+                ctx, naming.CONDITION_PGBACKREST_REPO_HOST_READY
+            )
+            if not (
+                ready_host and _condition_true(ctx, naming.CONDITION_PGBACKREST_REPLICA_REPO_READY)
+            ):
+                return
+            name = job_name(ctx.name)
+        annotations = {
+            naming.ANNOTATION_PGBACKREST_CONFIG: config_container,
+            naming.ANNOTATION_PGBACKREST_HASH: hash_,
+        }
+        await ctx.apply(
+            JOBS,
+            backup_job(
+                ctx.owner,
+                ctx.spec,
+                image,
+                name=name,
+                repo=repo,
+                kind=naming.BACKUP_REPLICA_CREATE,
+                options=[],
+                annotations=annotations,
+            ),
+        )
+    finally:
+        _replica_create_condition(ctx, _repo_status(ctx, repo))
+
+
+def _replica_create_condition(ctx: Context, entry: JSON | None) -> None:
+    if entry is None:
+        ctx.set_condition(
+            naming.CONDITION_PGBACKREST_REPLICA_CREATE,
+            "Unknown",
+            "RepoStatusMissing",
+            "Status is missing for the replica create repo",
+        )
+    elif entry.get("replicaCreateBackupComplete"):
+        ctx.set_condition(
+            naming.CONDITION_PGBACKREST_REPLICA_CREATE,
+            "True",
+            "RepoBackupComplete",
+            "pgBackRest replica creation is now possible",
+        )
+    else:
+        ctx.set_condition(
+            naming.CONDITION_PGBACKREST_REPLICA_CREATE,
+            "False",
+            "RepoBackupNotComplete",
+            "pgBackRest replica creation is not currently possible",
+        )
+
+
+_REPO_OPTION = re.compile(r"--repo(=|\s|$)")
+
+
+async def _manual(ctx: Context, image: str) -> None:
+    """One manual backup per value of the `pgbackrest-backup` annotation."""
+    status: JSON = ctx.status.setdefault("pgbackrest", {})
+    requested = (ctx.raw["metadata"].get("annotations") or {}).get(
+        naming.ANNOTATION_PGBACKREST_BACKUP, ""
+    )
+    jobs = ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_BACKUP: naming.BACKUP_MANUAL})
+    job = jobs[0] if jobs else None
+    current = status.get("manualBackup")
+    if job is not None:
+        job_id = (job["metadata"].get("annotations") or {}).get(
+            naming.ANNOTATION_PGBACKREST_BACKUP, ""
+        )
+        outcome = finished(job)
+        if current is not None and current.get("id") == job_id:
+            _record_job(current, job)
+            if outcome == "Complete":
+                ctx.set_condition(
+                    naming.CONDITION_PGBACKREST_MANUAL_BACKUP,
+                    "True",
+                    "ManualBackupComplete",
+                    "Manual backup completed successfully",
+                )
+            elif outcome == "Failed":
+                ctx.set_condition(
+                    naming.CONDITION_PGBACKREST_MANUAL_BACKUP,
+                    "False",
+                    "ManualBackupFailed",
+                    "Manual backup did not complete successfully",
+                )
+        if outcome is not None and requested and requested != job_id:
+            await ctx.delete(JOBS, job)  # a new backup is asked for: it runs next time
+            return
+    manual = ctx.spec["backups"]["pgbackrest"].get("manual")
+    if ctx.instances.primary is None or not requested or not manual:
+        return
+    if current is None or current.get("id") != requested:
+        current = status["manualBackup"] = {"id": requested, "finished": False}
+        ctx.clear_condition(naming.CONDITION_PGBACKREST_MANUAL_BACKUP)
+    # One backup at a time: the replica-create backup goes first.
+    if current.get("finished") or not _condition_true(
+        ctx, naming.CONDITION_PGBACKREST_REPLICA_CREATE
+    ):
+        return
+    if problem := _manual_problem(ctx, manual):
+        await ctx.warn(*problem)
+        return
+    repo = manual["repoName"]
+    options = [str(o) for o in manual.get("options") or []]
+    name = job["metadata"]["name"] if job is not None else job_name(ctx.name)
+    await ctx.apply(
+        JOBS,
+        backup_job(
+            ctx.owner,
+            ctx.spec,
+            image,
+            name=name,
+            repo=repo,
+            kind=naming.BACKUP_MANUAL,
+            options=options,
+            annotations={naming.ANNOTATION_PGBACKREST_BACKUP: requested},
+        ),
+    )
+
+
+def _manual_problem(ctx: Context, manual: JSON) -> tuple[str, str] | None:
+    """Why the manual backup cannot run (an Event's reason and message), as PGO words it."""
+    repo = manual["repoName"]
+    entry = _repo_status(ctx, repo)
+    if entry is None:
+        return (
+            "InvalidBackupRepo",
+            f'Unable to find status for "{repo}" as configured for a manual backup.  '
+            "Please ensure this repo is defined in the spec.",
+        )
+    if not entry.get("stanzaCreated"):
+        return (
+            "StanzaNotCreated",
+            f'Stanza not created for "{repo}" as specified for a manual backup',
+        )
+    if any(_REPO_OPTION.search(str(o)) for o in manual.get("options") or []):
+        return (
+            "InvalidManualBackup",
+            f"Option '--repo' is not allowed for repo \"{repo}\": please use the 'repoName' "
+            "field instead.",
+        )
+    return None
+
+
+def _record_job(entry: JSON, job: JSON) -> None:
+    """Copy a Job's progress into `status.pgbackrest.manualBackup` (PGO's fields)."""
+    status = job.get("status") or {}
+    for key in ("startTime", "completionTime"):
+        if status.get(key):
+            entry[key] = status[key]
+    for key in ("active", "succeeded", "failed"):
+        if status.get(key) is not None:
+            entry[key] = status[key]
+    entry["finished"] = finished(job) is not None

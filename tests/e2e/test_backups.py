@@ -1,0 +1,231 @@
+"""pgBackRest on real processes: hippo's volume repository on its repository host, the stanza,
+WAL archiving, the replica-create backup, a replica restored from it, a manual backup, and the
+optional removal of backups."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from reconciler_envtest.controlplane import ControlPlane
+from reconciler_envtest.pytest_plugin import wait_for
+
+from reconciler import naming
+from reconciler.runtime import podexec
+from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.resources import (
+    CONFIG_MAPS,
+    EVENTS,
+    JOBS,
+    PERSISTENT_VOLUME_CLAIMS,
+    PODS,
+    SECRETS,
+    STATEFUL_SETS,
+)
+from tests.api_examples import hippo
+from tests.e2e.cluster import CLUSTERS, primary_pod, psql
+from tests.e2e.kubectl import kubectl
+from tests.operator import ready_cluster
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def hippo_with_backups(namespace: str, **pgbackrest: Any) -> JSON:
+    """The quick-start hippo as written (its volume repository), on this machine's PostgreSQL;
+    `start-fast` spares the tests the wait for a regular checkpoint before each backup."""
+    cluster = hippo()
+    cluster["metadata"]["namespace"] = namespace
+    cluster["spec"]["postgresVersion"] = 15
+    cluster["spec"]["backups"]["pgbackrest"]["global"] = {"start-fast": "y"}
+    cluster["spec"]["backups"]["pgbackrest"].update(pgbackrest)
+    return cluster
+
+
+def condition(cluster: JSON, kind: str) -> JSON | None:
+    return next(
+        (c for c in (cluster.get("status") or {}).get("conditions") or [] if c["type"] == kind),
+        None,
+    )
+
+
+async def cluster_where(kube: Client, namespace: str, test: Any, timeout: float) -> JSON:
+    async def probe() -> JSON | None:
+        cluster = await kube.get(CLUSTERS, "hippo", namespace)
+        return cluster if test(cluster) else None
+
+    return await wait_for(probe, timeout=timeout, interval=0.5)
+
+
+async def pgbackrest_info(kube: Client, namespace: str) -> list[JSON]:
+    """`pgbackrest info` in the repository host: the stanza's backups."""
+    done = await podexec.run(
+        kube,
+        namespace,
+        "hippo-repo-host-0",
+        "pgbackrest",
+        ["pgbackrest", "info", "--stanza=db", "--output=json"],
+    )
+    assert done.exit_code == 0, done.stderr
+    (stanza,) = json.loads(done.stdout)
+    backups: list[JSON] = stanza["backup"]
+    return backups
+
+
+async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> None:
+    await kube.create(CLUSTERS, hippo_with_backups(namespace))
+    await ready_cluster(kube, namespace, timeout=120)
+
+    def stanza_created(cluster: JSON) -> bool:
+        repos = ((cluster.get("status") or {}).get("pgbackrest") or {}).get("repos") or []
+        return bool(repos) and repos[0]["stanzaCreated"]
+
+    cluster = await cluster_where(kube, namespace, stanza_created, 120)
+    (repo,) = cluster["status"]["pgbackrest"]["repos"]
+    assert repo["name"] == "repo1"
+    assert repo["bound"] is True
+    assert repo["volume"].startswith("pvc-")
+    assert cluster["status"]["pgbackrest"]["repoHost"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "ready": True,
+    }
+    for ready in ("PGBackRestRepoHostReady", "PGBackRestReplicaRepoReady"):
+        assert (condition(cluster, ready) or {}).get("status") == "True", ready
+    for kind, name in (
+        (STATEFUL_SETS, "hippo-repo-host"),
+        (PERSISTENT_VOLUME_CLAIMS, "hippo-repo1"),
+        (CONFIG_MAPS, "hippo-pgbackrest-config"),
+        (SECRETS, "hippo-pgbackrest"),
+    ):
+        found = await kube.get(kind, name, namespace)
+        assert found["metadata"]["labels"][naming.LABEL_PGBACKREST] == ""
+
+    # WAL reaches the repository.
+    primary = await primary_pod(kube, namespace)
+    before = int(
+        await psql(kube, primary, namespace, "select archived_count from pg_stat_archiver")
+    )
+    await psql(kube, primary, namespace, "select pg_switch_wal() from (select txid_current()) t")
+
+    async def archived() -> bool:
+        query = "select archived_count from pg_stat_archiver"
+        return int(await psql(kube, primary, namespace, query)) > before
+
+    await wait_for(archived, timeout=60, interval=1)
+
+    # The replica-create backup, then replicas made from the repository.
+    def replica_create(cluster: JSON) -> bool:
+        return (condition(cluster, "PGBackRestReplicaCreate") or {}).get("status") == "True"
+
+    cluster = await cluster_where(kube, namespace, replica_create, 240)
+    assert cluster["status"]["pgbackrest"]["repos"][0]["replicaCreateBackupComplete"] is True
+    selector = f"{naming.LABEL_PGBACKREST_BACKUP}=replica-create"
+    (job,) = (await kube.list(JOBS, namespace, label_selector=selector)).items
+    assert job["metadata"]["name"].startswith("hippo-backup-")
+    assert job["metadata"]["labels"][naming.LABEL_PGBACKREST_REPO] == "repo1"
+    assert job["metadata"]["annotations"][naming.ANNOTATION_PGBACKREST_HASH] == "65bb57b6b5"
+    assert [b["type"] for b in await pgbackrest_info(kube, namespace)] == ["full"]
+
+    patch = {"spec": {"instances": [{**cluster["spec"]["instances"][0], "replicas": 2}]}}
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+    await ready_cluster(kube, namespace, timeout=180)
+    logs = []
+    for pod in await _instance_pods(kube, namespace):
+        shown = await kubectl(
+            control_plane, "-n", namespace, "logs", pod["metadata"]["name"], "-c", "database"
+        )
+        logs.append(shown.stdout)
+    assert any("replica has been created using pgbackrest" in log for log in logs), logs
+
+    # A manual backup, by annotation.
+    await kube.patch(
+        CLUSTERS,
+        "hippo",
+        {
+            "metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_BACKUP: "first"}},
+            "spec": {
+                "backups": {
+                    "pgbackrest": {"manual": {"repoName": "repo1", "options": ["--type=full"]}}
+                }
+            },
+        },
+        namespace=namespace,
+    )
+
+    def manual_done(cluster: JSON) -> bool:
+        manual = (cluster.get("status") or {}).get("pgbackrest", {}).get("manualBackup") or {}
+        return manual.get("id") == "first" and bool(manual.get("finished"))
+
+    cluster = await cluster_where(kube, namespace, manual_done, 180)
+    manual = cluster["status"]["pgbackrest"]["manualBackup"]
+    # A pod may fail first (the new replica's pgBackRest server still starting, say): the
+    # Job's retries are what PGO relies on too.
+    assert manual["succeeded"] == 1
+    assert manual["startTime"]
+    assert manual["completionTime"]
+    assert (condition(cluster, "PGBackRestManualBackupSuccessful") or {})["status"] == "True"
+    selector = f"{naming.LABEL_PGBACKREST_BACKUP}=manual"
+    (job,) = (await kube.list(JOBS, namespace, label_selector=selector)).items
+    assert job["metadata"]["annotations"][naming.ANNOTATION_PGBACKREST_BACKUP] == "first"
+    assert [b["type"] for b in await pgbackrest_info(kube, namespace)] == ["full", "full"]
+
+
+async def _instance_pods(kube: Client, namespace: str) -> list[JSON]:
+    selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_INSTANCE}"
+    return (await kube.list(PODS, namespace, label_selector=selector)).items
+
+
+async def test_removing_backups_waits_for_the_annotation_then_deletes_them(
+    kube: Client, namespace: str
+) -> None:
+    await kube.create(CLUSTERS, hippo_with_backups(namespace))
+    await ready_cluster(kube, namespace, timeout=120)
+    await wait_for(
+        lambda: kube.get(STATEFUL_SETS, "hippo-repo-host", namespace), timeout=30, interval=0.5
+    )
+    await kube.patch(CLUSTERS, "hippo", {"spec": {"backups": None}}, namespace=namespace)
+
+    def paused(cluster: JSON) -> bool:
+        progressing = condition(cluster, "Progressing") or {}
+        return progressing.get("reason") == "Paused"
+
+    cluster = await cluster_where(kube, namespace, paused, 60)
+    assert "authorizeBackupRemoval" in condition(cluster, "Progressing")["message"]  # type: ignore[index]
+    events = (await kube.list(EVENTS, namespace)).items
+    assert any(e["reason"] == "BackupRemovalNotAuthorized" for e in events)
+    assert await kube.get(PERSISTENT_VOLUME_CLAIMS, "hippo-repo1", namespace)  # nothing deleted
+
+    annotation = {"metadata": {"annotations": {naming.ANNOTATION_AUTHORIZE_BACKUP_REMOVAL: "true"}}}
+    await kube.patch(CLUSTERS, "hippo", annotation, namespace=namespace)
+
+    async def removed() -> bool:
+        for kind, name in (
+            (STATEFUL_SETS, "hippo-repo-host"),
+            (CONFIG_MAPS, "hippo-pgbackrest-config"),
+            (SECRETS, "hippo-pgbackrest"),
+        ):
+            try:
+                await kube.get(kind, name, namespace)
+            except NotFoundError:
+                continue
+            return False
+        return True
+
+    await wait_for(removed, timeout=60, interval=0.5)
+
+    async def rolled_out() -> bool:
+        # The instance loses its pgBackRest sidecars (a rolling update), and archiving its
+        # command: WAL no longer waits for a repository.
+        pods = await _instance_pods(kube, namespace)
+        names = [c["name"] for p in pods for c in p["spec"]["containers"]]
+        if "pgbackrest" in names or len(pods) != 1:
+            return False
+        primary = await primary_pod(kube, namespace)
+        return await psql(kube, primary, namespace, "show archive_command") == "true"
+
+    await wait_for(rolled_out, timeout=180, interval=1)
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    assert cluster["status"]["pgbackrest"] == {}
