@@ -30,7 +30,7 @@ from reconciler.runtime.client import Client
 from reconciler.runtime.manager import Manager
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "hippo.yaml"
-IMAGES = {"POSTGRES_17": "example/postgres:17"}
+IMAGES = {"POSTGRES_17": "example/postgres:17", "PGBACKREST": "example/pgbackrest:2"}
 QUIET = 2.0  # seconds without a reconcile that count as idle
 
 

@@ -33,6 +33,12 @@ OPERATOR_NAMESPACE = "postgres-operator"
 SERVICE_ACCOUNT = "pgo"
 CLUSTERS = POSTGRES_CLUSTERS.resource
 
+# Images of the integration tier (nothing runs them): every PostgreSQL major, and pgBackRest.
+EXAMPLE_IMAGES = {
+    **{f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)},
+    "PGBACKREST": "example/pgbackrest:2",
+}
+
 
 def operator_role() -> JSON:
     """The ClusterRole users install (`manifests/rbac/base/role.yaml`)."""

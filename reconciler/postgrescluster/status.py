@@ -49,10 +49,6 @@ def unsupported_fields(spec: JSON) -> list[str]:
             for i, repo in enumerate(repos)
             for kind in ("s3", "gcs", "azure")
         },
-        **{
-            f"spec.backups.pgbackrest.repos[{i}].schedules": repo.get("schedules")
-            for i, repo in enumerate(repos)
-        },
         "spec.backups.pgbackrest.restore": (pgbackrest.get("restore") or {}).get("enabled"),
         "spec.backups.snapshots": backups.get("snapshots"),
         "spec.dataSource": spec.get("dataSource"),

@@ -16,6 +16,7 @@ from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
+    CRON_JOBS,
     EVENTS,
     JOBS,
     PERSISTENT_VOLUME_CLAIMS,
@@ -75,6 +76,15 @@ async def pgbackrest_info(kube: Client, namespace: str) -> list[JSON]:
 async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
     kube: Client, namespace: str, control_plane: ControlPlane
 ) -> None:
+    """One cluster through the life of its backups, phase by phase."""
+    await _stanza_and_repository(kube, namespace)
+    await _wal_archived(kube, namespace)
+    cluster = await _replica_create_then_replica(kube, namespace, control_plane)
+    cluster = await _manual_backup(kube, namespace)
+    await _scheduled_backups(kube, namespace, control_plane, cluster)
+
+
+async def _stanza_and_repository(kube: Client, namespace: str) -> None:
     await kube.create(CLUSTERS, hippo_with_backups(namespace))
     await ready_cluster(kube, namespace, timeout=120)
 
@@ -103,6 +113,8 @@ async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
         found = await kube.get(kind, name, namespace)
         assert found["metadata"]["labels"][naming.LABEL_PGBACKREST] == ""
 
+
+async def _wal_archived(kube: Client, namespace: str) -> None:
     # WAL reaches the repository.
     primary = await primary_pod(kube, namespace)
     before = int(
@@ -116,6 +128,10 @@ async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
 
     await wait_for(archived, timeout=60, interval=1)
 
+
+async def _replica_create_then_replica(
+    kube: Client, namespace: str, control_plane: ControlPlane
+) -> JSON:
     # The replica-create backup, then replicas made from the repository.
     def replica_create(cluster: JSON) -> bool:
         return (condition(cluster, "PGBackRestReplicaCreate") or {}).get("status") == "True"
@@ -139,7 +155,10 @@ async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
         )
         logs.append(shown.stdout)
     assert any("replica has been created using pgbackrest" in log for log in logs), logs
+    return cluster
 
+
+async def _manual_backup(kube: Client, namespace: str) -> JSON:
     # A manual backup, by annotation.
     await kube.patch(
         CLUSTERS,
@@ -171,6 +190,52 @@ async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
     (job,) = (await kube.list(JOBS, namespace, label_selector=selector)).items
     assert job["metadata"]["annotations"][naming.ANNOTATION_PGBACKREST_BACKUP] == "first"
     assert [b["type"] for b in await pgbackrest_info(kube, namespace)] == ["full", "full"]
+    return cluster
+
+
+async def _scheduled_backups(
+    kube: Client, namespace: str, control_plane: ControlPlane, cluster: JSON
+) -> None:
+    # Scheduled backups: a CronJob per type with PGO's name, which users also run by hand.
+    repos = cluster["spec"]["backups"]["pgbackrest"]["repos"]
+    repos[0]["schedules"] = {"full": "0 1 * * 0", "incremental": "0 1 * * 1-6"}
+    patch = {"spec": {"backups": {"pgbackrest": {"repos": repos}}}}
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+
+    async def cron_jobs() -> list[str] | None:
+        found = await kube.list(CRON_JOBS, namespace)
+        names = sorted(c["metadata"]["name"] for c in found.items)
+        return names if len(names) == 2 else None
+
+    assert await wait_for(cron_jobs, timeout=60, interval=0.5) == [
+        "hippo-repo1-full",
+        "hippo-repo1-incr",
+    ]
+    incremental = await kube.get(CRON_JOBS, "hippo-repo1-incr", namespace)
+    assert incremental["spec"]["concurrencyPolicy"] == "Forbid"
+    created = await kubectl(
+        control_plane,
+        "-n",
+        namespace,
+        "create",
+        "job",
+        "by-hand",
+        "--from=cronjob/hippo-repo1-incr",
+    )
+    assert created.code == 0, created
+
+    def scheduled_done(cluster: JSON) -> bool:
+        scheduled = (cluster.get("status") or {}).get("pgbackrest", {}).get("scheduledBackups")
+        return bool(scheduled) and scheduled[0].get("succeeded") == 1
+
+    cluster = await cluster_where(kube, namespace, scheduled_done, 180)
+    (scheduled,) = cluster["status"]["pgbackrest"]["scheduledBackups"]
+    assert (scheduled["cronJobName"], scheduled["repo"], scheduled["type"]) == (
+        "hippo-repo1-incr",
+        "repo1",
+        "incr",
+    )
+    assert [b["type"] for b in await pgbackrest_info(kube, namespace)] == ["full", "full", "incr"]
 
 
 async def _instance_pods(kube: Client, namespace: str) -> list[JSON]:

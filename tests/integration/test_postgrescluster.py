@@ -45,11 +45,11 @@ from reconciler.runtime.resources import (
     Resource,
 )
 from tests.api_examples import hippo
-from tests.operator import operator_identity, ready_cluster, running_operator
+from tests.operator import EXAMPLE_IMAGES, operator_identity, ready_cluster, running_operator
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
 PREFIX = "postgres-operator.crunchydata.com/"
-IMAGES = {f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)}
+IMAGES = EXAMPLE_IMAGES
 
 pytestmark = pytest.mark.usefixtures("crds", "operator")
 
@@ -77,7 +77,7 @@ async def _get(kube: Client, resource: Resource, name: str, namespace: str) -> J
 
 
 async def _instances(kube: Client, namespace: str) -> list[JSON]:
-    selector = f"{PREFIX}cluster=hippo,{PREFIX}instance"
+    selector = f"{PREFIX}cluster=hippo,{PREFIX}instance"  # not the repository host
     return (await kube.list(STATEFUL_SETS, namespace, label_selector=selector)).items
 
 
@@ -107,14 +107,15 @@ async def test_hippo_produces_pgo_objects(kube: Client, namespace: str) -> None:
             "hippo-replication-cert",
             f"{instance}-certs",
             "hippo-pguser-hippo",
+            "hippo-pgbackrest",
         ],
-        CONFIG_MAPS: ["hippo-config", f"{instance}-config"],
+        CONFIG_MAPS: ["hippo-config", f"{instance}-config", "hippo-pgbackrest-config"],
         SERVICES: ["hippo-pods", "hippo-ha", "hippo-ha-config", "hippo-primary", "hippo-replicas"],
-        SERVICE_ACCOUNTS: ["hippo-instance"],
-        ROLES: ["hippo-instance"],
-        ROLE_BINDINGS: ["hippo-instance"],
-        PERSISTENT_VOLUME_CLAIMS: [f"{instance}-pgdata"],
-        STATEFUL_SETS: [instance],
+        SERVICE_ACCOUNTS: ["hippo-instance", "hippo-pgbackrest", "hippo-repohost"],
+        ROLES: ["hippo-instance", "hippo-pgbackrest"],
+        ROLE_BINDINGS: ["hippo-instance", "hippo-pgbackrest"],
+        PERSISTENT_VOLUME_CLAIMS: [f"{instance}-pgdata", "hippo-repo1"],
+        STATEFUL_SETS: [instance, "hippo-repo-host"],
         POD_DISRUPTION_BUDGETS: [],
     }
     for resource, names in expected.items():
@@ -421,23 +422,30 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """hippo's backups (and a proxy) are accepted but not run yet: a condition and one Warning
-    say so, and WAL archiving does not wait for a repository that does not exist."""
+    """A proxy (and an S3 repository) are accepted but not run yet: a condition and one
+    Warning say so; the rest of the cluster, its volume repository included, is managed."""
     cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}})
+    s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
+    cluster["spec"]["backups"]["pgbackrest"]["repos"].append(s3)
     await kube.create(CLUSTERS, cluster)
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith("spec.backups.pgbackrest, spec.proxy: accepted")
+    assert condition["message"].startswith(
+        "spec.backups.pgbackrest.repos[1].s3, spec.proxy: accepted"
+    )
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
     dcs = yaml.safe_load(config["data"]["patroni.yaml"])["bootstrap"]["dcs"]
-    assert dcs["postgresql"]["parameters"]["archive_command"] == "true"
-    assert "pgbackrest" not in config["data"]["patroni.yaml"]
+    assert dcs["postgresql"]["parameters"]["archive_command"] == (
+        'pgbackrest --stanza=db archive-push "%p"'
+    )
 
     # Without those sections the condition goes away.
-    patch = {"spec": {"proxy": None, "backups": None}}
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    repos = cluster["spec"]["backups"]["pgbackrest"]["repos"][:1]
+    patch = {"spec": {"proxy": None, "backups": {"pgbackrest": {"repos": repos}}}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:

@@ -14,7 +14,13 @@ from reconciler.config import Settings
 from reconciler.runtime.client import ApiError, Client, NotFoundError
 from reconciler.runtime.resources import DEPLOYMENTS, NAMESPACES, NODES, SECRETS
 from tests.api_examples import hippo
-from tests.operator import CLUSTERS, operator_identity, ready_cluster, running_operator
+from tests.operator import (
+    CLUSTERS,
+    EXAMPLE_IMAGES,
+    operator_identity,
+    ready_cluster,
+    running_operator,
+)
 
 pytestmark = pytest.mark.usefixtures("crds")
 
@@ -58,7 +64,7 @@ async def test_a_namespaced_operator_reads_no_secret_outside_its_namespace(
     cluster["metadata"]["namespace"] = namespace
     await kube.create(CLUSTERS, cluster)
     settings = Settings(
-        images={f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)},
+        images=EXAMPLE_IMAGES,
         target_namespaces=(namespace,),
         workers=1,
     )

@@ -20,13 +20,40 @@ from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import JSON
 from reconciler.runtime.controller import Result
-from reconciler.runtime.resources import JOBS
+from reconciler.runtime.resources import CRON_JOBS, JOBS
 
 
 def job_name(cluster: str) -> str:
     """A new backup Job's name: `<c>-backup-` and four random characters (PGO's)."""
     suffix = "".join(secrets.choice(naming.SAFE_ALPHABET) for _ in range(4))
     return naming.backup_job_prefix(cluster) + suffix
+
+
+def _labels(owner: Owner, repo: str, kind: str) -> dict[str, str]:
+    return {
+        **naming.pgbackrest_labels(owner.name),
+        naming.LABEL_PGBACKREST_BACKUP: kind,
+        naming.LABEL_PGBACKREST_REPO: repo,
+    }
+
+
+def _job_spec(
+    owner: Owner, spec: JSON, image: str, *, repo: str, options: list[str], meta: JSON
+) -> JSON:
+    """What every backup Job runs: `pgbackrest backup` of `repo` in the repository host."""
+    command = " ".join(
+        [f"--stanza={config.STANZA}", f"--repo={config.repo_number(repo)}", *options]
+    )
+    job_spec: JSON = {
+        "template": {
+            "metadata": {"labels": meta["labels"], "annotations": meta.get("annotations") or {}},
+            "spec": pods.backup_job_pod(owner.name, owner.namespace, spec, image, command),
+        }
+    }
+    ttl = (spec["backups"]["pgbackrest"].get("jobs") or {}).get("ttlSecondsAfterFinished")
+    if ttl is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl
+    return job_spec
 
 
 def backup_job(
@@ -41,31 +68,49 @@ def backup_job(
     annotations: dict[str, str],
 ) -> JSON:
     """A backup Job of `repo` (`kind`: replica-create or manual)."""
-    pgbackrest = spec["backups"]["pgbackrest"]
-    labels = {
-        **naming.pgbackrest_labels(owner.name),
-        naming.LABEL_PGBACKREST_BACKUP: kind,
-        naming.LABEL_PGBACKREST_REPO: repo,
-    }
-    annotations = {
-        **annotations,
-        naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST,
-    }
-    extra = pgbackrest.get("metadata")
-    meta = metadata(owner, name, labels, annotations, extra=extra)
-    command = " ".join(
-        [f"--stanza={config.STANZA}", f"--repo={config.repo_number(repo)}", *options]
-    )
-    job_spec: JSON = {
-        "template": {
-            "metadata": {"labels": meta["labels"], "annotations": meta.get("annotations") or {}},
-            "spec": pods.backup_job_pod(owner.name, owner.namespace, spec, image, command),
-        }
-    }
-    ttl = (pgbackrest.get("jobs") or {}).get("ttlSecondsAfterFinished")
-    if ttl is not None:
-        job_spec["ttlSecondsAfterFinished"] = ttl
+    annotations = {**annotations, naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST}
+    extra = spec["backups"]["pgbackrest"].get("metadata")
+    meta = metadata(owner, name, _labels(owner, repo, kind), annotations, extra=extra)
+    job_spec = _job_spec(owner, spec, image, repo=repo, options=options, meta=meta)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+# spec.backups.pgbackrest.repos[].schedules: the field, and pgBackRest's name of the type.
+BACKUP_TYPES = (("full", "full"), ("differential", "diff"), ("incremental", "incr"))
+# Beyond PGO: after an outage of the operator or the control plane, a missed backup starts
+# only within this long of its time, so no burst of overdue backups follows.
+STARTING_DEADLINE_SECONDS = 300
+
+
+def cron_job(owner: Owner, spec: JSON, image: str, *, repo: str, kind: str, schedule: str) -> JSON:
+    """The CronJob of `repo`'s scheduled backups of one type: one at a time (Forbid)."""
+    labels = {
+        **_labels(owner, repo, naming.BACKUP_SCHEDULED),
+        naming.LABEL_PGBACKREST_CRONJOB: kind,
+    }
+    annotations = {naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST}
+    extra = spec["backups"]["pgbackrest"].get("metadata")
+    name = naming.backup_cron_job(owner.name, repo, kind)
+    meta = metadata(owner, name, labels, annotations, extra=extra)
+    job_spec = _job_spec(owner, spec, image, repo=repo, options=[f"--type={kind}"], meta=meta)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": meta,
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "suspend": bool(spec.get("shutdown") or (spec.get("standby") or {}).get("enabled")),
+            "jobTemplate": {
+                "metadata": {
+                    "labels": meta["labels"],
+                    "annotations": meta.get("annotations") or {},
+                },
+                "spec": job_spec,
+            },
+        },
+    }
 
 
 def finished(job: JSON) -> str | None:
@@ -77,12 +122,66 @@ def finished(job: JSON) -> str | None:
 
 
 async def reconcile(ctx: Context) -> Result | None:
-    """Run the replica-create backup, then manual backups."""
+    """Run the replica-create backup, then keep the schedules and run manual backups."""
     if not backups_enabled(ctx.spec) or ctx.pgbackrest_image is None:
         return None
     await _replica_create(ctx, ctx.pgbackrest_image)
+    await _scheduled(ctx, ctx.pgbackrest_image)
     await _manual(ctx, ctx.pgbackrest_image)
     return None
+
+
+async def _scheduled(ctx: Context, image: str) -> None:
+    """One CronJob per repository and backup type with a schedule, once the replica-create
+    backup is done; those of removed schedules go. `status.pgbackrest.scheduledBackups`
+    reports the Jobs they started."""
+    wanted: dict[str, JSON] = {}
+    for repo in ctx.spec["backups"]["pgbackrest"]["repos"]:
+        for field, kind in BACKUP_TYPES:
+            if schedule := (repo.get("schedules") or {}).get(field):
+                name = naming.backup_cron_job(ctx.name, repo["name"], kind)
+                wanted[name] = cron_job(
+                    ctx.owner, ctx.spec, image, repo=repo["name"], kind=kind, schedule=schedule
+                )
+    for existing in ctx.cluster_objects(CRON_JOBS, {naming.LABEL_PGBACKREST_CRONJOB: None}):
+        if existing["metadata"]["name"] not in wanted:
+            await ctx.delete(CRON_JOBS, existing)
+    ready = ctx.bootstrapped and _condition_true(ctx, naming.CONDITION_PGBACKREST_REPLICA_CREATE)
+    for intent in wanted.values():
+        repo = intent["metadata"]["labels"][naming.LABEL_PGBACKREST_REPO]
+        entry = _repo_status(ctx, repo)
+        if not ready:
+            continue
+        if entry is None or not entry.get("stanzaCreated"):
+            await ctx.warn(
+                "StanzaNotCreated",
+                f'Stanza not created for "{repo}" as specified for a scheduled backup',
+            )
+            continue
+        await ctx.apply(CRON_JOBS, intent)
+    scheduled = [
+        _scheduled_status(job)
+        for job in ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_CRONJOB: None})
+    ]
+    status: JSON = ctx.status.setdefault("pgbackrest", {})
+    if scheduled:
+        status["scheduledBackups"] = sorted(scheduled, key=lambda s: str(s.get("startTime", "")))
+    else:
+        status.pop("scheduledBackups", None)
+
+
+def _scheduled_status(job: JSON) -> JSON:
+    """One entry of `status.pgbackrest.scheduledBackups` (PGO's fields)."""
+    labels = job["metadata"].get("labels") or {}
+    owners = job["metadata"].get("ownerReferences") or []
+    entry: JSON = {
+        "cronJobName": owners[0]["name"] if owners else "",
+        "repo": labels.get(naming.LABEL_PGBACKREST_REPO, ""),
+        "type": labels.get(naming.LABEL_PGBACKREST_CRONJOB, ""),
+    }
+    _record_job(entry, job)
+    entry.pop("finished", None)
+    return entry
 
 
 def _condition_true(ctx: Context, kind: str) -> bool:

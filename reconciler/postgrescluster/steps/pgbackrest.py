@@ -342,8 +342,7 @@ async def _stanza(ctx: Context, status: JSON, *, ready: bool) -> Result | None:
                     "UnableToCreateStanzas", f"pgbackrest stanza-create in {name}: {errors}"
                 )
             result = RETRY
-    elif pending:
-        result = RETRY
+    # Otherwise the repository host's readiness or the primary's role comes as an event.
     replica_repo = ctx.spec["backups"]["pgbackrest"]["repos"][0]["name"]
     first = next((r for r in repos if r["name"] == replica_repo), None)
     if first is None:

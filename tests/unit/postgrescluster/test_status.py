@@ -43,7 +43,6 @@ def test_unsupported_fields_name_each_section_present() -> None:
     }
     assert status.unsupported_fields(spec) == [
         "spec.backups.pgbackrest.repos[1].s3",
-        "spec.backups.pgbackrest.repos[1].schedules",
         "spec.monitoring",
         "spec.proxy",
     ]
