@@ -26,7 +26,9 @@ from typing import TypeVar
 import asyncpg
 import yaml
 
+from reconciler import naming
 from reconciler.api import crd
+from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, Client, ConflictError
 from reconciler.runtime.resources import (
     NAMESPACES,
@@ -123,6 +125,33 @@ async def _query(kubeconfig: Path) -> str:
     return await _until(query, "a connection as hippo")
 
 
+async def _backups(kubeconfig: Path) -> str:
+    """Wait for the stanza, then archive a WAL segment into the repository: what the user's
+    first backups build on."""
+    async with await Client.from_kubeconfig(str(kubeconfig), user_agent="reconciler-demo") as kube:
+
+        async def stanza() -> JSON | None:
+            cluster = await kube.get(CLUSTERS, "hippo", NAMESPACE)
+            repos = ((cluster.get("status") or {}).get("pgbackrest") or {}).get("repos") or []
+            return cluster if repos and repos[0].get("stanzaCreated") else None
+
+        cluster = await _until(stanza, "the pgBackRest stanza")
+        selector = "postgres-operator.crunchydata.com/role=master"
+        pods = await kube.list(PODS, NAMESPACE, label_selector=selector)
+        primary = pods.items[0]["metadata"]["name"]
+
+        async def archived() -> str | None:
+            query = "select pg_switch_wal(), last_archived_wal from pg_stat_archiver"
+            argv = ["psql", "-Atc", query]
+            done = await podexec.run(kube, NAMESPACE, primary, "database", argv)
+            last = done.stdout.decode().strip().rsplit("|", 1)[-1]
+            return last if done.exit_code == 0 and last else None
+
+        wal = await _until(archived, "WAL archiving")
+        repo = cluster["status"]["pgbackrest"]["repos"][0]
+        return f"stanza db in {repo['name']} (hippo-repo-host-0), WAL archived up to {wal}"
+
+
 async def _ready(kube: Client) -> JSON | None:
     cluster = await kube.get(CLUSTERS, "hippo", NAMESPACE)
     status = cluster.get("status") or {}
@@ -185,10 +214,15 @@ def main() -> None:
     print(f"\nhippo Ready {time.monotonic() - applied:.1f}s after it was applied")
     answer = asyncio.run(_query(kubeconfig))
     print(f"query as hippo (uri of hippo-pguser-hippo, TLS verify-full): {answer}")
+    print(f"backups: {asyncio.run(_backups(kubeconfig))}; the replica-create backup follows")
     labels = (
         "postgres-operator.crunchydata.com/cluster=hippo,postgres-operator.crunchydata.com/role"
     )
     password = "{{.data.password | base64decode}}"
+    manual = (
+        '{"spec":{"backups":{"pgbackrest":{"manual":'
+        '{"repoName":"repo1","options":["--type=full"]}}}}}'
+    )
     print(
         "\nnext, in your shell (kubectl here runs on this machine; PGO's documentation, as is):\n"
         f"  export PATH={run_dir / 'bin'}:$PATH\n"
@@ -200,6 +234,12 @@ def main() -> None:
         f'  kubectl -n {NAMESPACE} port-forward "$PRIMARY" 5432:5432 &\n'
         f"  PGPASSWORD=$(kubectl -n {NAMESPACE} get secret hippo-pguser-hippo -o go-template="
         f"'{password}') psql -h localhost -U hippo zoo\n"
+        f"  kubectl -n {NAMESPACE} get jobs,cronjobs    # the replica-create backup, schedules\n"
+        f"  kubectl -n {NAMESPACE} exec hippo-repo-host-0 -c pgbackrest -- pgbackrest info\n"
+        f"  kubectl -n {NAMESPACE} patch postgrescluster hippo --type merge -p "
+        f"'{manual}'\n"
+        f"  kubectl -n {NAMESPACE} annotate postgrescluster hippo --overwrite "
+        f'{naming.ANNOTATION_PGBACKREST_BACKUP}="$(date)"   # a manual backup\n'
         "  make down    # stop everything"
     )
 
