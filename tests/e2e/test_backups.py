@@ -50,12 +50,41 @@ def condition(cluster: JSON, kind: str) -> JSON | None:
     )
 
 
-async def cluster_where(kube: Client, namespace: str, test: Any, timeout: float) -> JSON:
+async def cluster_where(
+    kube: Client, namespace: str, test: Any, timeout: float, plane: ControlPlane | None = None
+) -> JSON:
+    """The cluster once `test` holds; on time-out, what the backup Jobs did, to tell why."""
+
     async def probe() -> JSON | None:
         cluster = await kube.get(CLUSTERS, "hippo", namespace)
         return cluster if test(cluster) else None
 
-    return await wait_for(probe, timeout=timeout, interval=0.5)
+    try:
+        return await wait_for(probe, timeout=timeout, interval=0.5)
+    except AssertionError as error:
+        story = await _backup_story(kube, namespace, plane)
+        raise AssertionError(f"{error}\n{story}") from None
+
+
+async def _backup_story(kube: Client, namespace: str, plane: ControlPlane | None) -> str:
+    """The cluster's pgBackRest status and conditions, its Jobs, their pods and last words."""
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    lines = [
+        f"status.pgbackrest: {json.dumps((cluster.get('status') or {}).get('pgbackrest'))}",
+        *(
+            f"condition {c['type']}={c['status']} {c.get('reason')}: {c.get('message')}"
+            for c in (cluster.get("status") or {}).get("conditions") or []
+        ),
+    ]
+    for job in (await kube.list(JOBS, namespace)).items:
+        lines.append(f"job {job['metadata']['name']}: {json.dumps(job.get('status'))}")
+    for pod in (await kube.list(PODS, namespace)).items:
+        name = pod["metadata"]["name"]
+        lines.append(f"pod {name}: {(pod.get('status') or {}).get('phase')}")
+        if "backup" in name and plane is not None:
+            shown = await kubectl(plane, "-n", namespace, "logs", name)
+            lines.append(f"  logs: {shown.stdout[-2000:]}{shown.stderr[-500:]}")
+    return "\n".join(lines)
 
 
 async def pgbackrest_info(kube: Client, namespace: str) -> list[JSON]:
@@ -136,7 +165,7 @@ async def _replica_create_then_replica(
     def replica_create(cluster: JSON) -> bool:
         return (condition(cluster, "PGBackRestReplicaCreate") or {}).get("status") == "True"
 
-    cluster = await cluster_where(kube, namespace, replica_create, 240)
+    cluster = await cluster_where(kube, namespace, replica_create, 360, control_plane)
     assert cluster["status"]["pgbackrest"]["repos"][0]["replicaCreateBackupComplete"] is True
     selector = f"{naming.LABEL_PGBACKREST_BACKUP}=replica-create"
     (job,) = (await kube.list(JOBS, namespace, label_selector=selector)).items
