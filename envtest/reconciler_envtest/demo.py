@@ -1,8 +1,9 @@
 """`make demo`: a local control plane, the operator, and the hippo cluster running PostgreSQL.
 
-The pods run for real on the process node (PostgreSQL 15 and Patroni from Debian's packages),
-inside network and mount namespaces of the demo's own; the demo ends with a query sent with the
-credentials of `hippo-pguser-hippo`, over TLS verified against the cluster's CA. Everything
+The pods run for real on the process node (PostgreSQL 15, Patroni and pgBackRest from Debian's
+packages), inside network and mount namespaces of the demo's own; the demo ends with a query
+sent with the credentials of `hippo-pguser-hippo`, over TLS verified against the cluster's CA,
+and once the stanza exists and WAL reaches hippo's repository. Everything
 keeps running afterwards (`make down` stops it); look around with plain `kubectl` once
 `.envtest/bin` is on PATH (kubectl with a kubeconfig that reaches the API server from this
 machine through `relay`): `exec`, `logs` and `port-forward` work as in a cluster.
