@@ -155,7 +155,10 @@ async def _wal_archived(kube: Client, namespace: str) -> None:
         query = "select archived_count from pg_stat_archiver"
         return int(await psql(kube, primary, namespace, query)) > before
 
-    await wait_for(archived, timeout=60, interval=1)
+    # The first segment may wait for pgBackRest's asynchronous push to time out once (60 s,
+    # `archive-timeout`) and PostgreSQL's archiver to retry: seen when the push starts while
+    # the replica-create backup does.
+    await wait_for(archived, timeout=240, interval=1)
 
 
 async def _replica_create_then_replica(

@@ -101,8 +101,11 @@ async def test_a_user_reaches_hippo_with_kubectl(
     )  # fmt: skip
     assert (shown.code, shown.stdout.strip()) == (0, "1"), shown
 
-    logs = await kubectl(control_plane, "-n", namespace, "logs", pod, "-c", "database")
-    assert "INFO: no action. I am (" in logs.stdout, logs.stdout[-2000:]  # Patroni's heartbeat
+    async def heartbeat() -> bool:  # Patroni's, once per loop (10 s) after the bootstrap
+        logs = await kubectl(control_plane, "-n", namespace, "logs", pod, "-c", "database")
+        return "INFO: no action. I am (" in logs.stdout
+
+    await wait_for(heartbeat, timeout=60, interval=1)
 
     # hippo-primary has no selector (Patroni keeps its Endpoints), so kubectl cannot forward
     # to the Service itself: PGO's documentation forwards to the pod with the master role.
