@@ -28,6 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import reconciler
+from reconciler_envtest.containers import Mount
+
 # The prefix of every image this node knows; the demo and the e2e tests point the operator's
 # RELATED_IMAGE_* variables at these names.
 REGISTRY = "envtest.reconciler.dev"
@@ -70,20 +73,42 @@ TOOL_NAMES = frozenset({"pgbackrest", "crunchy-pgbackrest", "pgbouncer", "crunch
 _CLUSTERS = Path("/usr/lib/postgresql")
 
 
+# Where containers see this environment's Python packages (see `image_mounts`).
+_TOOLS = "/opt/envtest"
+
+
+def image_mounts() -> list[Mount]:
+    """This environment's packages, mounted read-only into every container for the stand-in
+    below: bind mounts, so they are reachable even when the checkout lives where the image
+    user may not go (a home directory of root's)."""
+    sources = {
+        "reconciler": Path(reconciler.__path__[0]),
+        "reconciler_envtest": Path(__file__).resolve().parent,
+    }
+    return [
+        Mount(sysconfig.get_paths()["purelib"], f"{_TOOLS}/site-packages", read_only=True),
+        *(
+            Mount(str(path), f"{_TOOLS}/src/{name}", read_only=True)
+            for name, path in sources.items()
+        ),
+    ]
+
+
 def image_files(directory: Path) -> dict[str, str]:
     """Files every container sees at paths of Crunchy's images (container path -> node file),
     written into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     wrapper = directory / "crunchy-pgbackrest"
-    # The system's Python 3.11 with this environment's packages: the node's own interpreter
-    # may live where the image user cannot reach (a home directory of root's).
-    site = sysconfig.get_paths()["purelib"]
+    # The system's Python 3.11 with this environment's packages (`image_mounts`): the node's
+    # own interpreter may live where the image user cannot reach.
     program = (
-        f"import runpy, site; site.addsitedir({site!r}); "
+        f"import runpy, site, sys; sys.path[:0] = [{_TOOLS + '/src'!r}]; "
+        f"site.addsitedir({_TOOLS + '/site-packages'!r}); "
         "runpy.run_module('reconciler_envtest.crunchy_pgbackrest', run_name='__main__')"
     )
     wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/python3 -c "{program}" "$@"\n')
     wrapper.chmod(0o755)
+    directory.chmod(0o755)
     return {"/opt/crunchy/bin/pgbackrest": str(wrapper), "/etc/pgbackrest.conf": "/dev/null"}
 
 

@@ -291,6 +291,7 @@ class Kubelet:
         self.hosts_dir = run_dir / "hosts"
         self.node_hosts = self.hosts_dir / "node"
         self._image_files = images.image_files(run_dir / "images")
+        self._image_mounts = images.image_mounts()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -635,7 +636,7 @@ class Kubelet:
             raise volumes.VolumeError(
                 f"container {container['name']} has no command: images here have no entrypoint"
             )
-        mounts = []
+        mounts = list(self._image_mounts)
         for mount in container.get("volumeMounts") or []:
             source = state.volume_dirs.get(mount["name"])
             if source is None:

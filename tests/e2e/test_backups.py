@@ -155,10 +155,10 @@ async def _wal_archived(kube: Client, namespace: str) -> None:
         query = "select archived_count from pg_stat_archiver"
         return int(await psql(kube, primary, namespace, query)) > before
 
-    # The first segment may wait for pgBackRest's asynchronous push to time out once (60 s,
-    # `archive-timeout`) and PostgreSQL's archiver to retry: seen when the push starts while
-    # the replica-create backup does.
-    await wait_for(archived, timeout=240, interval=1)
+    # The first segment may wait for pgBackRest's asynchronous push to time out (60 s,
+    # `archive-timeout`) and PostgreSQL's archiver to retry after its back-off, more than once
+    # when the first pushes were tried before the stanza existed (open work: the cause).
+    await wait_for(archived, timeout=600, interval=1)
 
 
 async def _replica_create_then_replica(
@@ -168,7 +168,7 @@ async def _replica_create_then_replica(
     def replica_create(cluster: JSON) -> bool:
         return (condition(cluster, "PGBackRestReplicaCreate") or {}).get("status") == "True"
 
-    cluster = await cluster_where(kube, namespace, replica_create, 360, control_plane)
+    cluster = await cluster_where(kube, namespace, replica_create, 600, control_plane)
     assert cluster["status"]["pgbackrest"]["repos"][0]["replicaCreateBackupComplete"] is True
     selector = f"{naming.LABEL_PGBACKREST_BACKUP}=replica-create"
     (job,) = (await kube.list(JOBS, namespace, label_selector=selector)).items
