@@ -102,6 +102,8 @@ async def pgbackrest_info(kube: Client, namespace: str) -> list[JSON]:
     return backups
 
 
+# Beyond the suite's 300 s per test: the first WAL archive can stall for minutes (see below).
+@pytest.mark.timeout(1500)
 async def test_hippo_backs_up_to_its_repository_and_restores_replicas_from_it(
     kube: Client, namespace: str, control_plane: ControlPlane
 ) -> None:
