@@ -77,10 +77,28 @@ _CLUSTERS = Path("/usr/lib/postgresql")
 _TOOLS = "/opt/envtest"
 
 
-def image_mounts() -> list[Mount]:
-    """This environment's packages, mounted read-only into every container for the stand-in
-    below: bind mounts, so they are reachable even when the checkout lives where the image
-    user may not go (a home directory of root's)."""
+# Files every container sees at a path of Crunchy's images (container path -> node path).
+IMAGE_LINKS = {"/etc/pgbackrest.conf": "/dev/null"}
+
+
+def image_mounts(directory: Path) -> list[Mount]:
+    """What every container gets mounted read-only for the Crunchy stand-in: this environment's
+    packages and the `/opt/crunchy/bin/pgbackrest` wrapper, written into `directory`.
+
+    Bind mounts, not links: a link's target is reached through its parent directories, and the
+    checkout or the run directory may live where the image user may not go (a home directory of
+    root's, a private temporary directory)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "crunchy-pgbackrest"
+    # The system's Python 3.11 with this environment's packages: the node's own interpreter
+    # may live where the image user cannot reach.
+    program = (
+        f"import runpy, site, sys; sys.path[:0] = [{_TOOLS + '/src'!r}]; "
+        f"site.addsitedir({_TOOLS + '/site-packages'!r}); "
+        "runpy.run_module('reconciler_envtest.crunchy_pgbackrest', run_name='__main__')"
+    )
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/python3 -c "{program}" "$@"\n')
+    wrapper.chmod(0o755)
     sources = {
         "reconciler": Path(reconciler.__path__[0]),
         "reconciler_envtest": Path(__file__).resolve().parent,
@@ -91,25 +109,8 @@ def image_mounts() -> list[Mount]:
             Mount(str(path), f"{_TOOLS}/src/{name}", read_only=True)
             for name, path in sources.items()
         ),
+        Mount(str(wrapper), "/opt/crunchy/bin/pgbackrest", read_only=True),
     ]
-
-
-def image_files(directory: Path) -> dict[str, str]:
-    """Files every container sees at paths of Crunchy's images (container path -> node file),
-    written into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    wrapper = directory / "crunchy-pgbackrest"
-    # The system's Python 3.11 with this environment's packages (`image_mounts`): the node's
-    # own interpreter may live where the image user cannot reach.
-    program = (
-        f"import runpy, site, sys; sys.path[:0] = [{_TOOLS + '/src'!r}]; "
-        f"site.addsitedir({_TOOLS + '/site-packages'!r}); "
-        "runpy.run_module('reconciler_envtest.crunchy_pgbackrest', run_name='__main__')"
-    )
-    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/python3 -c "{program}" "$@"\n')
-    wrapper.chmod(0o755)
-    directory.chmod(0o755)
-    return {"/opt/crunchy/bin/pgbackrest": str(wrapper), "/etc/pgbackrest.conf": "/dev/null"}
 
 
 def related_images() -> dict[str, str]:

@@ -290,8 +290,7 @@ class Kubelet:
         self._tasks: list[asyncio.Task[None]] = []
         self.hosts_dir = run_dir / "hosts"
         self.node_hosts = self.hosts_dir / "node"
-        self._image_files = images.image_files(run_dir / "images")
-        self._image_mounts = images.image_mounts()
+        self._image_mounts = images.image_mounts(run_dir / "images")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -654,7 +653,7 @@ class Kubelet:
             groups=sorted(set(groups)),
             working_dir=container.get("workingDir") or "/",
             read_only_root=bool(security.get("readOnlyRootFilesystem")),
-            links={**self._image_files, **profile.links},
+            links={**images.IMAGE_LINKS, **profile.links},
             stdin=bool(container.get("stdin")),
             tty=bool(container.get("tty")),
             memory_limit=_memory_limit(container),
