@@ -65,6 +65,8 @@ CONDITION_PGBACKREST_REPO_HOST_READY = "PGBackRestRepoHostReady"
 CONDITION_PGBACKREST_REPLICA_REPO_READY = "PGBackRestReplicaRepoReady"
 CONDITION_PGBACKREST_REPLICA_CREATE = "PGBackRestReplicaCreate"
 CONDITION_PGBACKREST_MANUAL_BACKUP = "PGBackRestManualBackupSuccessful"
+# Beyond PGO: WAL reaches the repositories (steps/archiving.py).
+CONDITION_PGBACKREST_ARCHIVING = "PGBackRestArchiving"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"

@@ -6,7 +6,6 @@ skip what is already in place; so a reconcile of a converged cluster sends no wr
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -154,11 +153,21 @@ class Context:
             resource, drift.with_intent_hash(intent), field_manager=naming.FIELD_MANAGER
         )
 
-    async def delete(self, resource: Resource, obj: JSON) -> None:
-        """Delete exactly this object (its UID), if it still exists."""
+    async def delete(self, resource: Resource, obj: JSON) -> bool:
+        """Delete exactly this object (its UID) and what it owns; False if it was gone."""
         meta = obj["metadata"]
-        with contextlib.suppress(NotFoundError):
-            await self.client.delete(resource, meta["name"], meta.get("namespace"), uid=meta["uid"])
+        try:
+            # Background: a Job's default is still to orphan its pods.
+            await self.client.delete(
+                resource,
+                meta["name"],
+                meta.get("namespace"),
+                uid=meta["uid"],
+                propagation="Background",
+            )
+        except NotFoundError:
+            return False
+        return True
 
     async def warn(self, reason: str, message: str) -> None:
         """A Warning Event on the cluster."""

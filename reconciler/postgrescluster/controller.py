@@ -35,6 +35,7 @@ from reconciler.postgrescluster.context import (
 )
 from reconciler.postgrescluster.observed import Reader, observe
 from reconciler.postgrescluster.steps import (
+    archiving,
     backups,
     cluster_config,
     database_init,
@@ -74,6 +75,7 @@ STEPS: tuple[Step, ...] = (
     database_init.reconcile,
     pgbackrest.reconcile,
     backups.reconcile,
+    archiving.reconcile,
     patroni.reconcile,
 )
 

@@ -162,7 +162,7 @@ def _by_cluster(obj: JSON) -> Iterable[str]:
 
 
 def _cluster_of(obj: JSON) -> Iterable[Request]:
-    """Pods and Patroni's Endpoints map to the cluster named by their cluster label."""
+    """Pods, Jobs and Patroni's Endpoints map to the cluster named by their cluster label."""
     cluster = (obj["metadata"].get("labels") or {}).get(naming.LABEL_CLUSTER)
     if cluster:
         yield Request(obj["metadata"].get("namespace") or "", cluster)
@@ -183,7 +183,10 @@ def watch(built: Controller, cache: Cache) -> Controller:
     """Register the controller's watches and the cache's cluster index."""
     built.for_(CLUSTERS)
     for resource in OWNED:
-        built.owns(resource, label_selector=CLUSTER_SELECTOR)
+        if resource != JOBS:
+            built.owns(resource, label_selector=CLUSTER_SELECTOR)
+    # Jobs by their label: those of scheduled backups belong to their CronJob, not the cluster.
+    built.watches(JOBS, _cluster_of, label_selector=CLUSTER_SELECTOR)
     built.watches(PODS, _cluster_of, label_selector=CLUSTER_SELECTOR)
     built.watches(ENDPOINTS, _cluster_of, label_selector=CLUSTER_SELECTOR)
     built.watches(SECRETS, _root_users(cache), field_selector=ROOT_SELECTOR)

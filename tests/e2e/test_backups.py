@@ -162,6 +162,15 @@ async def _wal_archived(kube: Client, namespace: str) -> None:
     # when the first pushes were tried before the stanza existed (open work: the cause).
     await wait_for(archived, timeout=600, interval=1)
 
+    def archiving(cluster: JSON) -> bool:
+        return (condition(cluster, naming.CONDITION_PGBACKREST_ARCHIVING) or {}).get(
+            "status"
+        ) == "True"
+
+    cluster = await cluster_where(kube, namespace, archiving, 60)
+    found = condition(cluster, naming.CONDITION_PGBACKREST_ARCHIVING)
+    assert found is not None and found["reason"] == "WALArchived", found
+
 
 async def _replica_create_then_replica(
     kube: Client, namespace: str, control_plane: ControlPlane

@@ -33,6 +33,7 @@ from reconciler.runtime.resources import (
     CONTROLLER_REVISIONS,
     ENDPOINTS,
     EVENTS,
+    JOBS,
     PERSISTENT_VOLUME_CLAIMS,
     POD_DISRUPTION_BUDGETS,
     PODS,
@@ -454,6 +455,46 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
         return "UnsupportedSpec" not in types
 
     await wait_for(cleared)
+
+
+def _backup_job(namespace: str, name: str, kind: str, schedule: str | None = None) -> JSON:
+    """A backup Job as the operator (manual) or a CronJob (scheduled) makes it; here its pod
+    never runs, so the Job stays active."""
+    labels = {f"{PREFIX}cluster": "hippo", f"{PREFIX}pgbackrest-backup": kind}
+    if schedule:
+        labels[f"{PREFIX}pgbackrest-cronjob"] = schedule
+    pod = {"restartPolicy": "Never", "containers": [{"name": "pgbackrest", "image": "x"}]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+
+
+async def test_a_scheduled_backup_beside_a_running_one_is_skipped(
+    kube: Client, namespace: str
+) -> None:
+    """One backup per cluster at a time: a scheduled Job that starts while another backup
+    runs is deleted with an Event; the running one is left alone."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    await _ready(kube, namespace)
+    await kube.create(JOBS, _backup_job(namespace, "hippo-backup-abcd", "manual"))
+    await kube.create(
+        JOBS, _backup_job(namespace, "hippo-repo1-incr-1", "scheduled", schedule="incr")
+    )
+    event = await wait_for(lambda: _event(kube, namespace, "BackupSkipped"))
+    assert event["type"] == "Warning"
+    assert event["message"].startswith(
+        "Scheduled backup Job hippo-repo1-incr-1 skipped: backup Job hippo-backup-abcd is "
+        "still running"
+    )
+
+    async def gone() -> bool:
+        return await _get(kube, JOBS, "hippo-repo1-incr-1", namespace) is None
+
+    await wait_for(gone)
+    assert await _get(kube, JOBS, "hippo-backup-abcd", namespace) is not None
 
 
 async def test_a_failing_step_is_reported_in_status(kube: Client, namespace: str) -> None:

@@ -121,14 +121,59 @@ def finished(job: JSON) -> str | None:
     return None
 
 
+def running(job: JSON) -> bool:
+    """Whether a backup Job may be running a backup: neither finished nor suspended."""
+    return finished(job) is None and not (job.get("spec") or {}).get("suspend")
+
+
 async def reconcile(ctx: Context) -> Result | None:
     """Run the replica-create backup, then keep the schedules and run manual backups."""
     if not backups_enabled(ctx.spec) or ctx.pgbackrest_image is None:
         return None
+    await _one_at_a_time(ctx)
     await _replica_create(ctx, ctx.pgbackrest_image)
     await _scheduled(ctx, ctx.pgbackrest_image)
     await _manual(ctx, ctx.pgbackrest_image)
     return None
+
+
+async def _one_at_a_time(ctx: Context) -> None:
+    """Beyond PGO (its issue #3439): one backup Job per cluster at a time. The operator starts
+    its own Jobs only when no other runs; a scheduled Job that the CronJob controller started
+    beside a running one is deleted, with an Event. CronJobs still start without the operator
+    (backups do not depend on it), and pgBackRest's own lock refuses a second backup of a
+    stanza in the moments before the operator sees the newcomer."""
+    jobs = sorted(
+        (
+            j
+            for j in ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_BACKUP: None})
+            if running(j)
+        ),
+        key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]),
+    )
+    if len(jobs) < 2:
+        return
+    # A manual or replica-create Job is never the newcomer; keep the first such, else the oldest.
+    kept = next((j for j in jobs if not _from_schedule(j)), jobs[0])
+    for job in jobs:
+        if job is kept or not _from_schedule(job) or not await ctx.delete(JOBS, job):
+            continue
+        await ctx.warn(
+            "BackupSkipped",
+            f"Scheduled backup Job {job['metadata']['name']} skipped: backup Job "
+            f"{kept['metadata']['name']} is still running (one backup per cluster at a time)",
+        )
+
+
+def _from_schedule(job: JSON) -> bool:
+    return naming.LABEL_PGBACKREST_CRONJOB in (job["metadata"].get("labels") or {})
+
+
+def _another_running(ctx: Context) -> bool:
+    """Whether a backup Job is running (see `_one_at_a_time`)."""
+    return any(
+        running(j) for j in ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_BACKUP: None})
+    )
 
 
 async def _scheduled(ctx: Context, image: str) -> None:
@@ -234,6 +279,8 @@ async def _replica_create(ctx: Context, image: str) -> None:
                 ready_host and _condition_true(ctx, naming.CONDITION_PGBACKREST_REPLICA_REPO_READY)
             ):
                 return
+            if _another_running(ctx):
+                return
             name = job_name(ctx.name)
         annotations = {
             naming.ANNOTATION_PGBACKREST_CONFIG: config_container,
@@ -333,6 +380,8 @@ async def _manual(ctx: Context, image: str) -> None:
     repo = manual["repoName"]
     options = [str(o) for o in manual.get("options") or []]
     name = job["metadata"]["name"] if job is not None else job_name(ctx.name)
+    if job is None and _another_running(ctx):
+        return  # its end brings the next reconcile
     await ctx.apply(
         JOBS,
         backup_job(
