@@ -169,7 +169,8 @@ async def _wal_archived(kube: Client, namespace: str) -> None:
 
     cluster = await cluster_where(kube, namespace, archiving, 60)
     found = condition(cluster, naming.CONDITION_PGBACKREST_ARCHIVING)
-    assert found is not None and found["reason"] == "WALArchived", found
+    assert found is not None
+    assert found["reason"] == "WALArchived", found
 
 
 async def _replica_create_then_replica(
