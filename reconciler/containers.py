@@ -43,6 +43,22 @@ fi
 """
 
 
+# The user and group of Crunchy's images; the group owns the volumes.
+POSTGRES_ID = 26
+
+
+def postgres_pod_security_context(spec: JSON) -> JSON:
+    """The pod security context of pods that write PostgreSQL's or pgBackRest's files, as PGO
+    sets it: its group owns the volumes (except on OpenShift, which assigns one), and the
+    spec's supplemental groups other than root."""
+    security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
+    if not spec.get("openshift"):
+        security["fsGroup"] = POSTGRES_ID
+    if groups := [g for g in spec.get("supplementalGroups") or [] if g > 0]:
+        security["supplementalGroups"] = groups
+    return security
+
+
 def nss_wrapper_init(image: str, resources: JSON, pull_policy: JSON) -> JSON:
     """The init container that writes nss_wrapper's files into the pod's `/tmp`."""
     return {

@@ -72,6 +72,18 @@ def repo_log_path(repo: str) -> str:
     return f"{repo_path(repo)}/log"
 
 
+def cloud_log_claim(cluster: JSON) -> str | None:
+    """The claim that cloud backup Jobs log to (the cluster's annotation), if any. It is not
+    looked up: a missing claim leaves the Job's pod Pending, with the scheduler's reason."""
+    annotations = cluster["metadata"].get("annotations") or {}
+    return annotations.get(naming.ANNOTATION_PGBACKREST_CLOUD_LOG_VOLUME) or None
+
+
+def cloud_log_path(claim: str) -> str:
+    """Where a cloud backup Job mounts its log volume (PGO's `pgbackrest-cloud-log-volume`)."""
+    return f"/volumes/{claim}"
+
+
 def repo_number(repo: str) -> str:
     """`repo1` → `1`: what `--repo=` takes (the API requires names to start with `repo`)."""
     return repo.removeprefix("repo")

@@ -17,12 +17,12 @@ from reconciler.containers import (
     RESTRICTED_SECURITY_CONTEXT,
     mount,
     nss_wrapper_init,
+    postgres_pod_security_context,
 )
 from reconciler.pgbackrest import config
 from reconciler.runtime.client import JSON
 
 CONFIG_VOLUME = "pgbackrest-config"
-POSTGRES_GID = 26  # the group of Crunchy's images' user, which owns the volumes
 SERVER_VOLUME = "pgbackrest-server"
 _KEY_MODE = 0o600
 
@@ -41,13 +41,17 @@ def _client_certificates(cluster: str, *, optional: bool) -> JSON:
     return {"secret": source}
 
 
-def config_volume(cluster: str, spec: JSON, *, instance: bool, server: bool = True) -> JSON:
-    """`pgbackrest-config`: the user's `configuration` projections, then the operator's files
-    (the instance's or the repository's), then the client certificates (later sources win)."""
-    conf = "pgbackrest_instance.conf" if instance else "pgbackrest_repo.conf"
-    items = [{"key": conf, "path": conf}, {"key": "config-hash", "path": "config-hash"}]
-    if server:
-        items.append({"key": "pgbackrest-server.conf", "path": config.SERVER_CONF_FILE})
+def config_volume(cluster: str, spec: JSON, conf: str) -> JSON:
+    """`pgbackrest-config`: the user's `configuration` projections, then the operator's file for
+    the pod (`conf`: the instance's, the repository host's or the cloud backup Job's), then the
+    client certificates (later sources win). Instances may start before the certificates exist;
+    a cloud backup Job needs neither the configuration hash nor the server's file."""
+    items = [{"key": conf, "path": conf}]
+    if conf != config.CLOUD_CONF_KEY:
+        items += [
+            {"key": config.CONFIG_HASH_KEY, "path": config.CONFIG_HASH_KEY},
+            {"key": config.SERVER_CONF_KEY, "path": config.SERVER_CONF_FILE},
+        ]
     user = ((spec.get("backups") or {}).get("pgbackrest") or {}).get("configuration") or []
     return {
         "name": CONFIG_VOLUME,
@@ -55,7 +59,7 @@ def config_volume(cluster: str, spec: JSON, *, instance: bool, server: bool = Tr
             "sources": [
                 *user,
                 {"configMap": {"name": naming.pgbackrest_config(cluster), "items": items}},
-                _client_certificates(cluster, optional=instance),
+                _client_certificates(cluster, optional=conf == config.INSTANCE_CONF_KEY),
             ]
         },
     }
@@ -154,7 +158,7 @@ def instance_additions(
         server_volume(
             naming.instance_certificates(instance), "pgbackrest-server.crt", "pgbackrest-server.key"
         ),
-        config_volume(cluster, spec, instance=True),
+        config_volume(cluster, spec, config.INSTANCE_CONF_KEY),
     ]
     return containers, volumes
 
@@ -178,18 +182,13 @@ def repo_host_pod(cluster: str, spec: JSON, image: str) -> JSON:
     first = repos[0]["name"]
     log_dir = config.repo_log_path(first)
     containers = server_containers(image, spec, repo_mounts, server_resources=resources)
-    security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
-    if not spec.get("openshift"):
-        security["fsGroup"] = POSTGRES_GID
-    if groups := [g for g in spec.get("supplementalGroups") or [] if g > 0]:
-        security["supplementalGroups"] = groups
     pod: JSON = {
         "restartPolicy": "Always",
         "shareProcessNamespace": True,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "serviceAccountName": naming.repo_host_rbac(cluster),
-        "securityContext": security,
+        "securityContext": postgres_pod_security_context(spec),
         "initContainers": [
             {
                 "name": naming.CONTAINER_PGBACKREST_LOG_DIR,
@@ -220,44 +219,77 @@ def repo_host_pod(cluster: str, spec: JSON, image: str) -> JSON:
                 }
                 for r in repos
             ),
-            config_volume(cluster, spec, instance=False),
+            config_volume(cluster, spec, config.REPO_CONF_KEY),
             {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
         ],
     }
     return _scheduled(pod, host, spec)
 
 
-def backup_job_pod(cluster: str, namespace: str, spec: JSON, image: str, options: str) -> JSON:
-    """The pod of a backup Job: Crunchy's pgBackRest image execs `pgbackrest backup <options>`
-    in the repository host (whose configuration it first compares with its own)."""
+def backup_job_pod(
+    cluster: str,
+    namespace: str,
+    spec: JSON,
+    image: str,
+    *,
+    repo: JSON,
+    arguments: Sequence[str],
+    log_claim: str | None = None,
+) -> JSON:
+    """The pod of a backup Job of `repo`, as PGO builds it. For a volume repository, Crunchy's
+    pgBackRest image execs `pgbackrest backup <arguments>` in the repository host (after
+    comparing its configuration with the host's); for a cloud repository, the Job runs
+    `pgbackrest backup` itself and reaches the instances over TLS, logging to `log_claim`
+    (PGO's `pgbackrest-cloud-log-volume` annotation) when given."""
     jobs = spec["backups"]["pgbackrest"].get("jobs") or {}
-    pull = {"imagePullPolicy": spec["imagePullPolicy"]} if spec.get("imagePullPolicy") else {}
-    selector = ",".join(f"{k}={v}" for k, v in naming.repo_host_labels(cluster).items())
+    fields: JSON = {"resources": jobs.get("resources") or {}}
+    config_mount = mount(CONFIG_VOLUME, config.CONFIG_DIRECTORY, read_only=True)
+    if repo.get("volume"):
+        selector = ",".join(f"{k}={v}" for k, v in naming.repo_host_labels(cluster).items())
+        container = _container(
+            naming.CONTAINER_PGBACKREST,
+            image,
+            spec,
+            command=["/opt/crunchy/bin/pgbackrest"],
+            env=[
+                {"name": "COMMAND", "value": "backup"},
+                {"name": "COMMAND_OPTS", "value": " ".join(arguments)},
+                {"name": "COMPARE_HASH", "value": "true"},
+                {"name": "CONTAINER", "value": naming.CONTAINER_PGBACKREST},
+                {"name": "NAMESPACE", "value": namespace},
+                {"name": "SELECTOR", "value": selector},
+            ],
+            **fields,
+            volumeMounts=[config_mount],
+        )
+        security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
+        volumes = [config_volume(cluster, spec, config.REPO_CONF_KEY)]
+    else:
+        mounts = [config_mount, mount("tmp", "/tmp")]
+        volumes = [
+            config_volume(cluster, spec, config.CLOUD_CONF_KEY),
+            {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+        ]
+        if log_claim:
+            mounts.append(mount(log_claim, config.cloud_log_path(log_claim)))
+            volumes.append({"name": log_claim, "persistentVolumeClaim": {"claimName": log_claim}})
+        container = _container(
+            naming.CONTAINER_PGBACKREST,
+            image,
+            spec,
+            command=["/bin/pgbackrest", "backup", *arguments],
+            **fields,
+            volumeMounts=mounts,
+        )
+        # pgBackRest reads the client key, which only the volumes' group may read.
+        security = postgres_pod_security_context(spec)
     pod: JSON = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
         "serviceAccountName": naming.pgbackrest_rbac(cluster),
-        "securityContext": {"fsGroupChangePolicy": "OnRootMismatch"},
-        "containers": [
-            {
-                "name": naming.CONTAINER_PGBACKREST,
-                "image": image,
-                **pull,
-                "command": ["/opt/crunchy/bin/pgbackrest"],
-                "env": [
-                    {"name": "COMMAND", "value": "backup"},
-                    {"name": "COMMAND_OPTS", "value": options},
-                    {"name": "COMPARE_HASH", "value": "true"},
-                    {"name": "CONTAINER", "value": naming.CONTAINER_PGBACKREST},
-                    {"name": "NAMESPACE", "value": namespace},
-                    {"name": "SELECTOR", "value": selector},
-                ],
-                "resources": jobs.get("resources") or {},
-                "securityContext": RESTRICTED_SECURITY_CONTEXT,
-                "volumeMounts": [mount(CONFIG_VOLUME, config.CONFIG_DIRECTORY, read_only=True)],
-            }
-        ],
-        "volumes": [config_volume(cluster, spec, instance=False)],
+        "securityContext": security,
+        "containers": [container],
+        "volumes": volumes,
     }
     return _scheduled(pod, jobs, spec)
 

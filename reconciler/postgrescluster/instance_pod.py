@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler import naming
-from reconciler.containers import NSS_WRAPPER_ENV, RESTRICTED_SECURITY_CONTEXT, nss_wrapper_init
+from reconciler.containers import (
+    NSS_WRAPPER_ENV,
+    RESTRICTED_SECURITY_CONTEXT,
+    nss_wrapper_init,
+    postgres_pod_security_context,
+)
 from reconciler.containers import mount as _mount
 from reconciler.intent import Owner, merged_labels_and_annotations, metadata
 from reconciler.patroni import config as patroni_config
@@ -19,7 +24,6 @@ from reconciler.postgres import config as postgres_config
 from reconciler.postgrescluster import scripts
 from reconciler.runtime.client import JSON
 
-POSTGRES_UID = 26
 TMP_SIZE_LIMIT = "16Mi"
 
 
@@ -318,11 +322,6 @@ def pod_spec(
         volumes += added_volumes
     if sidecars:
         containers += instance_set.get("containers") or []
-    security: JSON = {"fsGroupChangePolicy": "OnRootMismatch"}
-    if not spec.get("openshift"):
-        security["fsGroup"] = POSTGRES_UID
-    if spec.get("supplementalGroups"):
-        security["supplementalGroups"] = spec["supplementalGroups"]
     topology = list(instance_set.get("topologySpreadConstraints") or [])
     if not spec.get("disableDefaultPodScheduling"):
         topology += default_topology_spread(owner)
@@ -331,7 +330,7 @@ def pod_spec(
         "enableServiceLinks": False,
         "shareProcessNamespace": True,
         "restartPolicy": "Always",
-        "securityContext": security,
+        "securityContext": postgres_pod_security_context(spec),
         "initContainers": init_containers,
         "containers": containers,
         "volumes": volumes,

@@ -42,13 +42,7 @@ def unsupported_fields(spec: JSON) -> list[str]:
     """The sections of the spec this operator accepts (PGO's schema) but does not act on yet."""
     backups = spec.get("backups") or {}
     pgbackrest = backups.get("pgbackrest") or {}
-    repos = pgbackrest.get("repos") or []
     sections = {
-        **{
-            f"spec.backups.pgbackrest.repos[{i}].{kind}": repo.get(kind)
-            for i, repo in enumerate(repos)
-            for kind in ("s3", "gcs", "azure")
-        },
         "spec.backups.pgbackrest.restore": (pgbackrest.get("restore") or {}).get("enabled"),
         "spec.backups.snapshots": backups.get("snapshots"),
         "spec.dataSource": spec.get("dataSource"),

@@ -423,17 +423,19 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """A proxy (and an S3 repository) are accepted but not run yet: a condition and one
-    Warning say so; the rest of the cluster, its volume repository included, is managed."""
+    """A proxy (and a restore) are accepted but not run yet: a condition and one Warning say
+    so; the rest of the cluster, its repositories included, is managed."""
     cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}})
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
-    cluster["spec"]["backups"]["pgbackrest"]["repos"].append(s3)
+    pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
+    pgbackrest["repos"].append(s3)
+    pgbackrest["restore"] = {"enabled": True, "repoName": "repo1"}
     await kube.create(CLUSTERS, cluster)
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
     assert condition["message"].startswith(
-        "spec.backups.pgbackrest.repos[1].s3, spec.proxy: accepted"
+        "spec.backups.pgbackrest.restore, spec.proxy: accepted"
     )
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
@@ -445,8 +447,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
 
     # Without those sections the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    repos = cluster["spec"]["backups"]["pgbackrest"]["repos"][:1]
-    patch = {"spec": {"proxy": None, "backups": {"pgbackrest": {"repos": repos}}}}
+    patch = {"spec": {"proxy": None, "backups": {"pgbackrest": {"restore": None}}}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:

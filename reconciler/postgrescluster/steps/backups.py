@@ -38,16 +38,31 @@ def _labels(owner: Owner, repo: str, kind: str) -> dict[str, str]:
 
 
 def _job_spec(
-    owner: Owner, spec: JSON, image: str, *, repo: str, options: list[str], meta: JSON
+    owner: Owner,
+    spec: JSON,
+    image: str,
+    *,
+    repo: str,
+    options: list[str],
+    meta: JSON,
+    log_claim: str | None,
 ) -> JSON:
-    """What every backup Job runs: `pgbackrest backup` of `repo` in the repository host."""
-    command = " ".join(
-        [f"--stanza={config.STANZA}", f"--repo={config.repo_number(repo)}", *options]
+    """What every backup Job runs: `pgbackrest backup` of `repo`."""
+    arguments = [f"--stanza={config.STANZA}", f"--repo={config.repo_number(repo)}", *options]
+    repo_spec = next(r for r in spec["backups"]["pgbackrest"]["repos"] if r["name"] == repo)
+    pod = pods.backup_job_pod(
+        owner.name,
+        owner.namespace,
+        spec,
+        image,
+        repo=repo_spec,
+        arguments=arguments,
+        log_claim=log_claim,
     )
     job_spec: JSON = {
         "template": {
             "metadata": {"labels": meta["labels"], "annotations": meta.get("annotations") or {}},
-            "spec": pods.backup_job_pod(owner.name, owner.namespace, spec, image, command),
+            "spec": pod,
         }
     }
     ttl = (spec["backups"]["pgbackrest"].get("jobs") or {}).get("ttlSecondsAfterFinished")
@@ -66,12 +81,15 @@ def backup_job(
     kind: str,
     options: list[str],
     annotations: dict[str, str],
+    log_claim: str | None = None,
 ) -> JSON:
     """A backup Job of `repo` (`kind`: replica-create or manual)."""
     annotations = {**annotations, naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST}
     extra = spec["backups"]["pgbackrest"].get("metadata")
     meta = metadata(owner, name, _labels(owner, repo, kind), annotations, extra=extra)
-    job_spec = _job_spec(owner, spec, image, repo=repo, options=options, meta=meta)
+    job_spec = _job_spec(
+        owner, spec, image, repo=repo, options=options, meta=meta, log_claim=log_claim
+    )
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
 
 
@@ -82,7 +100,16 @@ BACKUP_TYPES = (("full", "full"), ("differential", "diff"), ("incremental", "inc
 STARTING_DEADLINE_SECONDS = 300
 
 
-def cron_job(owner: Owner, spec: JSON, image: str, *, repo: str, kind: str, schedule: str) -> JSON:
+def cron_job(
+    owner: Owner,
+    spec: JSON,
+    image: str,
+    *,
+    repo: str,
+    kind: str,
+    schedule: str,
+    log_claim: str | None = None,
+) -> JSON:
     """The CronJob of `repo`'s scheduled backups of one type: one at a time (Forbid)."""
     labels = {
         **_labels(owner, repo, naming.BACKUP_SCHEDULED),
@@ -92,7 +119,9 @@ def cron_job(owner: Owner, spec: JSON, image: str, *, repo: str, kind: str, sche
     extra = spec["backups"]["pgbackrest"].get("metadata")
     name = naming.backup_cron_job(owner.name, repo, kind)
     meta = metadata(owner, name, labels, annotations, extra=extra)
-    job_spec = _job_spec(owner, spec, image, repo=repo, options=[f"--type={kind}"], meta=meta)
+    job_spec = _job_spec(
+        owner, spec, image, repo=repo, options=[f"--type={kind}"], meta=meta, log_claim=log_claim
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -186,7 +215,13 @@ async def _scheduled(ctx: Context, image: str) -> None:
             if schedule := (repo.get("schedules") or {}).get(field):
                 name = naming.backup_cron_job(ctx.name, repo["name"], kind)
                 wanted[name] = cron_job(
-                    ctx.owner, ctx.spec, image, repo=repo["name"], kind=kind, schedule=schedule
+                    ctx.owner,
+                    ctx.spec,
+                    image,
+                    repo=repo["name"],
+                    kind=kind,
+                    schedule=schedule,
+                    log_claim=config.cloud_log_claim(ctx.raw),
                 )
     for existing in ctx.cluster_objects(CRON_JOBS, {naming.LABEL_PGBACKREST_CRONJOB: None}):
         if existing["metadata"]["name"] not in wanted:
@@ -297,6 +332,7 @@ async def _replica_create(ctx: Context, image: str) -> None:
                 kind=naming.BACKUP_REPLICA_CREATE,
                 options=[],
                 annotations=annotations,
+                log_claim=config.cloud_log_claim(ctx.raw),
             ),
         )
     finally:
@@ -393,6 +429,7 @@ async def _manual(ctx: Context, image: str) -> None:
             kind=naming.BACKUP_MANUAL,
             options=options,
             annotations={naming.ANNOTATION_PGBACKREST_BACKUP: requested},
+            log_claim=config.cloud_log_claim(ctx.raw),
         ),
     )
 

@@ -297,7 +297,9 @@ def config_map(ctx: Context, extra: JSON | None) -> JSON:
         data["pgbackrest_repo.conf"] = config.repo_conf(
             owner.name, owner.namespace, spec, instances
         )
-    if cloud := config.cloud_conf(owner.name, owner.namespace, spec, instances):
+    claim = config.cloud_log_claim(ctx.raw)
+    log_path = config.cloud_log_path(claim) if claim else ""
+    if cloud := config.cloud_conf(owner.name, owner.namespace, spec, instances, log_path):
         data["pgbackrest_cloud.conf"] = cloud
     labels = {**naming.pgbackrest_labels(owner.name), naming.LABEL_PGBACKREST_CONFIG: ""}
     return {

@@ -173,6 +173,55 @@ def test_backup_jobs_exec_pgbackrest_in_the_repo_host() -> None:
     assert len(backups.job_name("hippo")) == len("hippo-backup-") + 4
 
 
+def test_cloud_backup_jobs_run_pgbackrest_themselves() -> None:
+    s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
+    credentials = {"secret": {"name": "hippo-s3-creds"}}
+    spec = {
+        **SPEC,
+        "supplementalGroups": [0, 65534],
+        "backups": {"pgbackrest": {"repos": [REPO, s3], "configuration": [credentials]}},
+    }
+    job = backups.backup_job(
+        OWNER,
+        spec,
+        IMAGE,
+        name="hippo-backup-b2c4",
+        repo="repo2",
+        kind=naming.BACKUP_MANUAL,
+        options=["--type=incr"],
+        annotations={},
+        log_claim="backup-logs",
+    )
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "/bin/pgbackrest",
+        "backup",
+        "--stanza=db",
+        "--repo=2",
+        "--type=incr",
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {
+        "pgbackrest-config": "/etc/pgbackrest/conf.d",
+        "tmp": "/tmp",
+        "backup-logs": "/volumes/backup-logs",
+    }
+    # Root is never a supplemental group; the volumes' group may read the client key.
+    assert pod["securityContext"] == {
+        "fsGroup": 26,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "supplementalGroups": [65534],
+    }
+    (config_volume,) = [v for v in pod["volumes"] if v["name"] == "pgbackrest-config"]
+    sources = config_volume["projected"]["sources"]
+    assert sources[0] == credentials
+    assert sources[1]["configMap"]["items"] == [
+        {"key": "pgbackrest_cloud.conf", "path": "pgbackrest_cloud.conf"}
+    ]
+    assert "optional" not in sources[2]["secret"]
+
+
 def test_scheduled_backups_one_at_a_time() -> None:
     cron = backups.cron_job(OWNER, SPEC, IMAGE, repo="repo1", kind="incr", schedule="0 1 * * 1-6")
     assert cron["metadata"]["name"] == "hippo-repo1-incr"
