@@ -434,9 +434,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith(
-        "spec.backups.pgbackrest.restore, spec.proxy: accepted"
-    )
+    assert condition["message"].startswith("spec.backups.pgbackrest.restore, spec.proxy: accepted")
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
