@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 # The one place where the Kubernetes version is chosen. etcd follows the version that
 # Kubernetes pairs with it (the envtest release matrix).
@@ -187,28 +188,79 @@ def _build(work: Path, log_path: Path) -> None:
             "-s -w",
         ),
     }
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
     with log_path.open("w") as log:
         for name, (go_mod, imports, packages, ldflags) in modules.items():
-            module = work / name
-            module.mkdir()
-            (module / "go.mod").write_text(go_mod)
-            (module / "tools.go").write_text(_tools_go(imports))
             output = (work / "bin" / "etcd") if name == "etcd" else (work / "bin")
-            steps = [
-                ["go", "mod", "tidy"],
-                ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(output), *packages],
-            ]
-            for step in steps:
-                started = time.monotonic()
-                log.write(f"$ (cd {module} && {' '.join(step)})\n")
-                log.flush()
-                done = subprocess.run(
-                    step, cwd=module, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
-                )
-                log.write(f"# exit {done.returncode} after {time.monotonic() - started:.0f}s\n")
-                log.flush()
-                if done.returncode != 0:
-                    raise BinariesUnavailableError(
-                        f"Building {name} failed at `{' '.join(step[:2])}`; see {log_path}"
-                    )
+            _go_build(work / name, name, (go_mod, imports, packages, ldflags), output, log)
+
+
+# A module to build: its go.mod, the packages its tools file imports (so that `go mod tidy`
+# records their dependencies), the packages to build and the linker flags.
+_GoModule = tuple[str, list[str], list[str], str]
+
+
+def _go_build(module: Path, name: str, spec: _GoModule, output: Path, log: TextIO) -> None:
+    """Build a generated wrapper module into `output`, logging each step."""
+    go_mod, imports, packages, ldflags = spec
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
+    module.mkdir()
+    (module / "go.mod").write_text(go_mod)
+    (module / "tools.go").write_text(_tools_go(imports))
+    steps = [
+        ["go", "mod", "tidy"],
+        ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(output), *packages],
+    ]
+    for step in steps:
+        started = time.monotonic()
+        log.write(f"$ (cd {module} && {' '.join(step)})\n")
+        log.flush()
+        done = subprocess.run(
+            step, cwd=module, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
+        log.write(f"# exit {done.returncode} after {time.monotonic() - started:.0f}s\n")
+        log.flush()
+        if done.returncode != 0:
+            raise BinariesUnavailableError(
+                f"Building {name} failed at `{' '.join(step[:2])}`; see {log.name}"
+            )
+
+
+# The S3-compatible object store of the backup tests: SeaweedFS's `weed`, from its Go module
+# (a pseudo-version: SeaweedFS publishes no semantic versions to the module proxy).
+SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
+
+
+def object_store_path() -> Path:
+    """Where the object store's binary is kept."""
+    return cache_root() / f"seaweedfs-{SEAWEEDFS_VERSION}" / "weed"
+
+
+def ensure_object_store(log: Path | None = None) -> Path:
+    """The object store's binary, built first if needed (minutes, once). `RECONCILER_WEED`
+    names a binary to use instead."""
+    if given := os.environ.get("RECONCILER_WEED"):
+        return Path(given)
+    target = object_store_path()
+    if os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.parent.parent / f".{target.parent.name}.lock"):
+        if os.access(target, os.X_OK):
+            return target
+        _check_go()
+        # SeaweedFS's go.mod replaces one module; a replace applies only in the main module.
+        go_mod = (
+            "module reconciler.local/seaweedfs\n\ngo 1.26.6\n\n"
+            f"require github.com/seaweedfs/seaweedfs {SEAWEEDFS_VERSION}\n\n"
+            "replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0\n"
+        )
+        imports = ["github.com/getsentry/sentry-go", "github.com/seaweedfs/seaweedfs/weed/command"]
+        with (
+            tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as work,
+            (log or target.parent / "build.log").open("w") as log_file,
+        ):
+            built = Path(work) / "weed"
+            spec = (go_mod, imports, ["github.com/seaweedfs/seaweedfs/weed"], "-s -w")
+            _go_build(Path(work) / "module", "seaweedfs", spec, built, log_file)
+            os.replace(built, target)
+    return target

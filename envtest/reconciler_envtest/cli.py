@@ -13,7 +13,7 @@ from reconciler_envtest import ETCD_VERSION, KUBERNETES_VERSION
 
 def _run(args: argparse.Namespace) -> int:
     from reconciler_envtest import daemon
-    from reconciler_envtest.binaries import ensure
+    from reconciler_envtest.binaries import ensure, ensure_object_store
 
     run_dir = Path(args.dir)
     match args.action:
@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
                 return 3
         case "build":
             print(ensure())
+            print(ensure_object_store())
     return 0
 
 
@@ -54,7 +55,7 @@ ACTIONS = {
     "up": "start a control plane in the background and print its kubeconfig",
     "down": "stop it; no process is left behind",
     "status": "exit 0 when it runs, 3 when not",
-    "build": "only build (or locate) the control-plane binaries",
+    "build": "only build (or locate) the control-plane binaries and the object store",
     "serve": "run a control plane in the foreground",
     "isolated": "run COMMAND in network and mount namespaces of its own (the e2e tier)",
     "exec": "run COMMAND beside a control plane started with --process-node",

@@ -9,7 +9,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 STOP_TIMEOUT = 20.0
@@ -54,9 +54,16 @@ def _ephemeral_low() -> int:
 class Process:
     """One long-running child: its command, its log, and its pid file in the run directory."""
 
-    def __init__(self, name: str, argv: Sequence[str], run_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        run_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
+        self.env = {**os.environ, **env} if env else None  # None: this process's environment
         self.log_path = run_dir / f"{name}.log"
         self.pid_path = run_dir / f"{name}.pid"
         self._process: asyncio.subprocess.Process | None = None
@@ -75,6 +82,7 @@ class Process:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                env=self.env,
             )
         self.pid_path.write_text(str(self._process.pid))
 

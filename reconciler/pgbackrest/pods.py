@@ -226,6 +226,32 @@ def repo_host_pod(cluster: str, spec: JSON, image: str) -> JSON:
     return _scheduled(pod, host, spec)
 
 
+# Beyond PGO: where a service mesh injects its proxy into every pod as an ordinary container
+# (Istio and Linkerd before native sidecars), that container never exits and the Job never
+# completes. After pgBackRest, the Job's container asks the proxies of these meshes to quit on
+# their documented endpoints (Istio's pilot-agent, Linkerd's proxy); where nothing listens,
+# the connection is refused at once. Bash's /dev/tcp: the images need no HTTP client. A mesh
+# with native sidecars (init containers that restart Always) needs none of it: Kubernetes
+# stops those when the Job's container ends.
+MESH_QUIT_ENDPOINTS = ("15020/quitquitquit", "4191/shutdown")
+_QUIT_REQUEST = (
+    r"POST /%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+_RELEASE_MESH = """request='{request}'
+"$@"; code=$?
+for endpoint in {endpoints}; do
+  (printf "$request" "${{endpoint#*/}}" >&3 && timeout 5 cat <&3 >/dev/null) \\
+    2>/dev/null 3<>"/dev/tcp/127.0.0.1/${{endpoint%%/*}}" || :
+done
+exit "$code"
+""".format(request=_QUIT_REQUEST, endpoints=" ".join(MESH_QUIT_ENDPOINTS))
+
+
+def then_release_mesh(argv: Sequence[str]) -> list[str]:
+    """`argv`, then a request to quit to every mesh proxy of the pod; `argv`'s exit code."""
+    return ["bash", "-c", _RELEASE_MESH, naming.CONTAINER_PGBACKREST, *argv]
+
+
 def backup_job_pod(
     cluster: str,
     namespace: str,
@@ -250,7 +276,7 @@ def backup_job_pod(
             naming.CONTAINER_PGBACKREST,
             image,
             spec,
-            command=["/opt/crunchy/bin/pgbackrest"],
+            command=then_release_mesh(["/opt/crunchy/bin/pgbackrest"]),
             env=[
                 {"name": "COMMAND", "value": "backup"},
                 {"name": "COMMAND_OPTS", "value": " ".join(arguments)},
@@ -277,7 +303,7 @@ def backup_job_pod(
             naming.CONTAINER_PGBACKREST,
             image,
             spec,
-            command=["/bin/pgbackrest", "backup", *arguments],
+            command=then_release_mesh(["/bin/pgbackrest", "backup", *arguments]),
             **fields,
             volumeMounts=mounts,
         )

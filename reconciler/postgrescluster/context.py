@@ -56,6 +56,8 @@ class Memory:
     # The member last restarted for a pending restart, and when (monotonic).
     last_restart: tuple[str, float] = ("", 0.0)
     custom_tls_warned: bool = False
+    # When (monotonic) the primary's archiving was last looked at (steps/archiving.py).
+    archiving_observed: float = float("-inf")
     # databaseInitSQL's back-off: (next attempt (monotonic), current delay).
     database_init_retry: tuple[float, float] | None = None
 

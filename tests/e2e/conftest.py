@@ -7,6 +7,7 @@ run these tests are skipped with that instruction, and `make test` always runs t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -15,13 +16,14 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from reconciler_envtest import images, isolation
+from reconciler_envtest import images, isolation, objectstore
 from reconciler_envtest.controlplane import ControlPlane
 
 from reconciler.api import crd
 from reconciler.config import Settings
-from reconciler.runtime.client import Client
+from reconciler.runtime.client import Client, ConflictError
 from reconciler.runtime.manager import Manager
+from reconciler.runtime.resources import ENDPOINTS, NAMESPACES, SERVICES
 from tests.operator import running_operator
 
 
@@ -66,3 +68,32 @@ async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Man
         operator_kubeconfig, Settings(images=related, workers=2)
     ) as manager:
         yield manager
+
+
+# One bucket per test that backs up to S3: each cluster's stanza `db` lives at the same path.
+BUCKETS = ("hippo-s3",)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def object_store(
+    kube: Client, control_plane: ControlPlane
+) -> AsyncIterator[objectstore.ObjectStore]:
+    """The S3 object store of the run, reachable from pods as `objectstore.ENDPOINT`."""
+    assert control_plane.pod_network is not None
+    store = objectstore.ObjectStore(
+        control_plane.run_dir, control_plane.pod_network.gateway, BUCKETS
+    )
+    await store.start()
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": objectstore.NAMESPACE},
+    }
+    service, endpoints = store.service()
+    for resource, body in ((NAMESPACES, namespace), (SERVICES, service), (ENDPOINTS, endpoints)):
+        with contextlib.suppress(ConflictError):  # kept from an earlier run (its etcd data)
+            await kube.create(resource, body)
+    try:
+        yield store
+    finally:
+        await store.stop()

@@ -165,7 +165,8 @@ def test_backup_jobs_exec_pgbackrest_in_the_repo_host() -> None:
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     (container,) = pod["containers"]
-    assert container["command"] == ["/opt/crunchy/bin/pgbackrest"]
+    assert container["command"][:2] == ["bash", "-c"]
+    assert container["command"][4:] == ["/opt/crunchy/bin/pgbackrest"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["COMMAND_OPTS"] == "--stanza=db --repo=1 --type=full"
     assert env["SELECTOR"] == (f"{P}cluster=hippo,{P}pgbackrest=,{P}pgbackrest-dedicated=")
@@ -194,7 +195,7 @@ def test_cloud_backup_jobs_run_pgbackrest_themselves() -> None:
     )
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == [
+    assert container["command"][4:] == [
         "/bin/pgbackrest",
         "backup",
         "--stanza=db",
