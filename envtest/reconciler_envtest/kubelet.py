@@ -50,7 +50,7 @@ from reconciler_envtest import (
     services,
     volumes,
 )
-from reconciler_envtest.containers import ContainerSpec, Mount
+from reconciler_envtest.containers import ContainerSpec, Mount, within_root
 
 log = structlog.get_logger(__name__)
 
@@ -291,6 +291,15 @@ class Kubelet:
         self.hosts_dir = run_dir / "hosts"
         self.node_hosts = self.hosts_dir / "node"
         self._image_mounts = images.image_mounts(run_dir / "images")
+        # Names come from hosts files only (see `services`). A name missing from one, for the
+        # moment the file is rewritten or before its pod exists, must fail at once, as cluster
+        # DNS answers NXDOMAIN; the machine's nameserver is unreachable from the run and its
+        # pods, and glibc would wait seconds for it (a pgBackRest push or the operator's
+        # connection then hangs). Nothing listens on port 53 of any loopback here: refused.
+        self.resolv_conf = self.hosts_dir / "resolv.conf"
+        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        self.resolv_conf.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        self._image_mounts.append(Mount(str(self.resolv_conf), "/etc/resolv.conf", True))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -300,6 +309,7 @@ class Kubelet:
         self.node_hosts.touch()
         # The run's own /etc/hosts (its mount namespace is private): the node's names.
         await network.run("mount", "--bind", str(self.node_hosts), "/etc/hosts")
+        await network.run("mount", "--bind", str(self.resolv_conf), within_root("/etc/resolv.conf"))
         await self.network.create_bridge()
         for kind in ("Service", "Endpoints"):
             await self._informers[kind].add_handler(self._names_changed)
@@ -321,6 +331,7 @@ class Kubelet:
         await self._proxy.close()
         with contextlib.suppress(network.NetworkError):
             await network.run("umount", "/etc/hosts")
+            await network.run("umount", within_root("/etc/resolv.conf"))
 
     def lookup(self, kind: str, namespace: str, name: str) -> JSON | None:
         """A cached ConfigMap, Secret, Service, Endpoints, claim or volume."""

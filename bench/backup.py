@@ -1,0 +1,181 @@
+"""Backups on real processes: the operator's full backup against pgBackRest run by hand.
+
+    .venv/bin/reconciler-envtest isolated -- .venv/bin/python -m bench.backup   # --gib 1.0
+
+Starts its own control plane with the process node (real PostgreSQL 15, Patroni, pgBackRest),
+runs the operator in-process on a client of its own (whose request counter is reported), and
+applies the quick-start hippo with its volume repository. Reported:
+
+1. time from the create to the first completed backup (the replica-create full backup);
+2. with at least `--gib` of table data loaded (random text, so compression has work to do):
+   a manual full backup asked for with PGO's annotation, from the annotation to
+   `status.pgbackrest.manualBackup.finished`, and the requests the operator sent meanwhile;
+3. `pgbackrest backup --type=full` run by hand in the repository host on the same data and
+   repository, and the ratio of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from reconciler_envtest import ControlPlane, images
+
+from reconciler import naming
+from reconciler.api import crd
+from reconciler.config import Settings
+from reconciler.postgrescluster import controller
+from reconciler.runtime import podexec
+from reconciler.runtime.client import JSON, Client
+from reconciler.runtime.manager import Manager
+from reconciler.runtime.resources import PODS
+from tests.api_examples import hippo
+
+CLUSTERS = crd.POSTGRES_CLUSTERS.resource
+NAMESPACE = "default"
+# One row is about 1 KiB of random hex text (30 MD5 digests and a key).
+ROWS_PER_GIB = 1_000_000
+
+
+@contextlib.asynccontextmanager
+async def _operator(kubeconfig: Path) -> AsyncIterator[Client]:
+    related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
+    async with await Client.from_kubeconfig(str(kubeconfig), user_agent="bench") as client:
+        manager = Manager(client, health_address="0", metrics_address="0")
+        await controller.setup(manager, Settings(images=related, workers=2))
+        task = asyncio.create_task(manager.run())
+        try:
+            yield client
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not done within {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def _cluster(kube: Client) -> JSON:
+    return await kube.get(CLUSTERS, "hippo", NAMESPACE)
+
+
+async def _exec(kube: Client, pod: str, container: str, argv: list[str]) -> str:
+    done = await podexec.run(kube, NAMESPACE, pod, container, argv, timeout=3600)
+    if done.exit_code != 0:
+        raise RuntimeError(f"{' '.join(argv)} in {pod}: {done.stderr.decode()[-2000:]}")
+    return done.stdout.decode()
+
+
+async def _primary(kube: Client) -> str:
+    selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_ROLE}=master"
+    pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
+    return str(pods[0]["metadata"]["name"])
+
+
+async def main(gib: float) -> None:
+    """Run the three measurements and print them."""
+    with tempfile.TemporaryDirectory(prefix="bench-backup-") as scratch:
+        async with (
+            ControlPlane(Path(scratch), process_node=True) as plane,
+            await Client.from_kubeconfig(str(plane.kubeconfig), user_agent="bench") as kube,
+        ):
+            await crd.install(kube, field_manager="bench")
+            cluster = hippo()
+            cluster["metadata"]["namespace"] = NAMESPACE
+            cluster["spec"]["postgresVersion"] = images.POSTGRES_VERSION
+            async with _operator(plane.kubeconfig) as client:
+                started = time.monotonic()
+                await kube.create(CLUSTERS, cluster)
+
+                async def first_backup() -> bool:
+                    repos = ((await _cluster(kube)).get("status") or {}).get("pgbackrest") or {}
+                    return any(
+                        r.get("replicaCreateBackupComplete") for r in repos.get("repos") or []
+                    )
+
+                await _until(first_backup, 900)
+                first = time.monotonic() - started
+                print(f"create to first completed backup: {first:.1f} s")
+
+                primary = await _primary(kube)
+                rows = int(gib * ROWS_PER_GIB)
+                load = (
+                    "create table bench as select g as id, "
+                    "(select string_agg(md5(random()::text || g::text), '') "
+                    " from generate_series(1, 30)) as payload "
+                    f"from generate_series(1, {rows}) g; checkpoint;"
+                )
+                loaded = time.monotonic()
+                await _exec(kube, primary, "database", ["psql", "-Atqc", load])
+                size = await _exec(
+                    kube,
+                    primary,
+                    "database",
+                    ["psql", "-Atqc", "select pg_database_size('postgres')"],
+                )
+                print(
+                    f"loaded {int(size) / 2**30:.2f} GiB (database size) in "
+                    f"{time.monotonic() - loaded:.0f} s"
+                )
+
+                before = Counter(client.requests)
+                asked = time.monotonic()
+                await kube.patch(
+                    CLUSTERS,
+                    "hippo",
+                    {
+                        "metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_BACKUP: "b1"}},
+                        "spec": {
+                            "backups": {
+                                "pgbackrest": {
+                                    "manual": {
+                                        "repoName": "repo1",
+                                        "options": ["--type=full"],
+                                    }
+                                }
+                            }
+                        },
+                    },
+                    namespace=NAMESPACE,
+                )
+
+                async def manual_done() -> bool:
+                    status = (await _cluster(kube)).get("status") or {}
+                    manual = (status.get("pgbackrest") or {}).get("manualBackup") or {}
+                    return manual.get("id") == "b1" and bool(manual.get("finished"))
+
+                await _until(manual_done, 3600)
+                operator_seconds = time.monotonic() - asked
+                sent = client.requests - before
+                print(f"operator-driven full backup: {operator_seconds:.1f} s")
+                print(
+                    f"  requests sent meanwhile: {sum(sent.values())} {dict(sorted(sent.items()))}"
+                )
+
+                by_hand = time.monotonic()
+                await _exec(
+                    kube,
+                    "hippo-repo-host-0",
+                    "pgbackrest",
+                    ["pgbackrest", "backup", "--stanza=db", "--repo=1", "--type=full"],
+                )
+                hand_seconds = time.monotonic() - by_hand
+                print(f"pgbackrest backup by hand: {hand_seconds:.1f} s")
+                print(f"ratio operator / by hand: {operator_seconds / hand_seconds:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=1.0, help="table data to back up")
+    asyncio.run(main(parser.parse_args().gib))
