@@ -184,9 +184,9 @@ async def _archiving_through_an_outage(
             return found.get("status") == "False"
 
         try:
-            # pgBackRest gives up on the store after its io-timeout (60 s); the archiver then
-            # records the failure, and the operator looks every 30 s.
-            cluster = await cluster_where(kube, namespace, failing, 240, control_plane)
+            # A segment waiting 30 s with nothing archived counts (pgBackRest itself gives up
+            # on the store only after its 60-s timeouts), and the operator looks every 30 s.
+            cluster = await cluster_where(kube, namespace, failing, 150, control_plane)
         except AssertionError as error:
             raise AssertionError(f"{error}\n{await archiver_state(kube, namespace)}") from None
         print(f"archiving failure reported {time.monotonic() - stopped:.0f} s after the stop")

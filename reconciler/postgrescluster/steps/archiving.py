@@ -32,6 +32,11 @@ log = structlog.get_logger(__name__)
 # (every Patroni loop touches the pods): the primary is asked at most every MIN_INTERVAL.
 POLL_SECONDS = 30.0
 MIN_INTERVAL = 15.0
+# A push that hangs (a repository that drops packets, pgBackRest waiting out its 60-s timeouts)
+# records no failure for minutes: a segment that has waited this long while nothing was
+# archived counts as a failure too. A healthy push takes seconds; a burst of WAL keeps the
+# archiver busy, but then segments keep being archived.
+STALL_SECONDS = 30.0
 
 # One row: the archiver's counters, the segments waiting, the size of pg_wal, and the newest
 # error file of pgBackRest's asynchronous push (superuser functions: the operator's role).
@@ -40,6 +45,11 @@ select a.last_archived_wal, a.last_archived_time, a.last_failed_wal, a.last_fail
        (select count(*) from pg_ls_dir('pg_wal/archive_status') f where f like '%.ready')
          as waiting,
        (select coalesce(sum(size), 0) from pg_ls_waldir()) as wal_bytes,
+       (select extract(epoch from now() - min(s.modification)) from
+          pg_ls_dir('pg_wal/archive_status') f,
+          lateral pg_stat_file('pg_wal/archive_status/' || f, true) s
+        where f like '%.ready') as oldest_waiting_seconds,
+       extract(epoch from now() - a.last_archived_time) as since_archived_seconds,
        (select pg_read_file(d || '/' || f, 0, 4096, true) from
           (select '{config.SPOOL_PATH}/archive/{STANZA}/out' as d) p,
           lateral pg_ls_dir(d, true, false) f
@@ -54,7 +64,7 @@ class Archiver:
 
     last_archived_wal: str | None
     last_failed_wal: str | None
-    failing: bool  # the newest attempt failed
+    failing: bool  # the newest attempt failed, or pushes stall (see STALL_SECONDS)
     waiting: int  # segments not archived yet
     wal_bytes: int
     error: str | None  # pgBackRest's: its code on the first line, the message after
@@ -68,6 +78,9 @@ def condition(archiver: Archiver) -> tuple[str, str, str]:
     cause = _error_message(archiver.error) or (
         f"archive_command failed for {archiver.last_failed_wal}; the database container's "
         "log has pgBackRest's error"
+        if archiver.last_failed_wal
+        else "pushes to the repository make no progress (no error yet); the database "
+        "container's log has pgBackRest's"
     )
     since = (
         f"the last archived segment is {archiver.last_archived_wal}"
@@ -119,13 +132,27 @@ async def reconcile(ctx: Context) -> Result | None:
         return Result(requeue_after=POLL_SECONDS)
     assert row is not None
     failed, archived = row["last_failed_time"], row["last_archived_time"]
+    oldest, since = row["oldest_waiting_seconds"], row["since_archived_seconds"]
+    stalled = (
+        oldest is not None
+        and float(oldest) >= STALL_SECONDS
+        and (since is None or float(since) >= STALL_SECONDS)
+    )
     archiver = Archiver(
         last_archived_wal=row["last_archived_wal"],
         last_failed_wal=row["last_failed_wal"],
-        failing=failed is not None and (archived is None or failed > archived),
+        failing=stalled or (failed is not None and (archived is None or failed > archived)),
         waiting=int(row["waiting"]),
         wal_bytes=int(row["wal_bytes"]),
         error=row["error"],
+    )
+    log.debug(
+        "archiving observed",
+        failing=archiver.failing,
+        stalled=stalled,
+        waiting=archiver.waiting,
+        last_failed=str(failed),
+        last_archived=str(archived),
     )
     await _report(ctx, *condition(archiver))
     return Result(requeue_after=POLL_SECONDS)

@@ -58,3 +58,9 @@ def test_a_failure_without_an_error_file_points_at_the_log() -> None:
     assert status == "False"
     assert "archive_command failed for 000000010000000000000001" in message
     assert "no segment was archived yet" in message
+
+
+def test_a_stalled_push_without_any_failure_yet_says_so() -> None:
+    status, _, message = condition(archiver(failing=True, waiting=2, last_failed_wal=None))
+    assert status == "False"
+    assert "make no progress (no error yet)" in message
