@@ -11,7 +11,8 @@ applies the quick-start hippo with its volume repository. Reported:
    a manual full backup asked for with PGO's annotation, from the annotation to
    `status.pgbackrest.manualBackup.finished`, and the requests the operator sent meanwhile;
 3. `pgbackrest backup --type=full` run by hand in the repository host on the same data and
-   repository, and the ratio of the two.
+   repository, once before and once after the operator's (the first backup after the load was
+   seen to be slower, whoever ran it), and the ratio to their mean.
 
 Both full backups start with `--start-fast` (an immediate checkpoint): without it each waits for
 PostgreSQL's next spread checkpoint, up to `checkpoint_timeout`, and the ratio measures that
@@ -86,6 +87,14 @@ async def _primary(kube: Client) -> str:
     selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_ROLE}=master"
     pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
     return str(pods[0]["metadata"]["name"])
+
+
+async def _by_hand(kube: Client) -> float:
+    """`pgbackrest backup --type=full` in the repository host, as an administrator runs it."""
+    started = time.monotonic()
+    argv = ["pgbackrest", "backup", "--stanza=db", "--repo=1", "--type=full", "--start-fast"]
+    await _exec(kube, "hippo-repo-host-0", "pgbackrest", argv)
+    return time.monotonic() - started
 
 
 async def _print_job_phases(kube: Client) -> None:
@@ -165,6 +174,9 @@ async def main(gib: float) -> None:
                 await _until(archived, 1800)
                 print(f"WAL of the load archived {time.monotonic() - caught_up:.0f} s later")
 
+                first_by_hand = await _by_hand(kube)
+                print(f"pgbackrest backup by hand, before the operator's: {first_by_hand:.1f} s")
+
                 before = Counter(client.requests)
                 asked = time.monotonic()
                 await kube.patch(
@@ -200,23 +212,10 @@ async def main(gib: float) -> None:
                     f"  requests sent meanwhile: {sum(sent.values())} {dict(sorted(sent.items()))}"
                 )
 
-                by_hand = time.monotonic()
-                await _exec(
-                    kube,
-                    "hippo-repo-host-0",
-                    "pgbackrest",
-                    [
-                        "pgbackrest",
-                        "backup",
-                        "--stanza=db",
-                        "--repo=1",
-                        "--type=full",
-                        "--start-fast",
-                    ],
-                )
-                hand_seconds = time.monotonic() - by_hand
-                print(f"pgbackrest backup by hand: {hand_seconds:.1f} s")
-                print(f"ratio operator / by hand: {operator_seconds / hand_seconds:.2f}")
+                second = await _by_hand(kube)
+                print(f"pgbackrest backup by hand, after it: {second:.1f} s")
+                hand_seconds = (first_by_hand + second) / 2
+                print(f"ratio operator / by hand (mean): {operator_seconds / hand_seconds:.2f}")
 
 
 if __name__ == "__main__":
