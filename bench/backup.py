@@ -11,8 +11,8 @@ applies the quick-start hippo with its volume repository. Reported:
    a manual full backup asked for with PGO's annotation, from the annotation to
    `status.pgbackrest.manualBackup.finished`, and the requests the operator sent meanwhile;
 3. `pgbackrest backup --type=full` run by hand in the repository host on the same data and
-   repository, once before and once after the operator's (the first backup after the load was
-   seen to be slower, whoever ran it), and the ratio to their mean.
+   repository, once before and once after the operator's (the first full backup after the load
+   was seen to be the slower one), and the ratio to their mean.
 
 Both full backups start with `--start-fast` (an immediate checkpoint): without it each waits for
 PostgreSQL's next spread checkpoint, up to `checkpoint_timeout`, and the ratio measures that
