@@ -23,22 +23,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from reconciler_envtest import ControlPlane, images
 
+from bench.hippo_requests import operator
 from reconciler import naming
 from reconciler.api import crd
 from reconciler.config import Settings
-from reconciler.postgrescluster import controller
 from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, Client
-from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import JOBS, PODS
 from tests.api_examples import hippo
 
@@ -47,21 +45,6 @@ NAMESPACE = "default"
 # One row is about 1 KiB of random hex text (30 MD5 digests and a key) plus PostgreSQL's
 # overhead: 1,000,000 rows made a 0.96 GiB database.
 ROWS_PER_GIB = 1_100_000
-
-
-@contextlib.asynccontextmanager
-async def _operator(kubeconfig: Path) -> AsyncIterator[Client]:
-    related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
-    async with await Client.from_kubeconfig(str(kubeconfig), user_agent="bench") as client:
-        manager = Manager(client, health_address="0", metrics_address="0")
-        await controller.setup(manager, Settings(images=related, workers=2))
-        task = asyncio.create_task(manager.run())
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
@@ -124,7 +107,11 @@ async def main(gib: float) -> None:
             cluster = hippo()
             cluster["metadata"]["namespace"] = NAMESPACE
             cluster["spec"]["postgresVersion"] = images.POSTGRES_VERSION
-            async with _operator(plane.kubeconfig) as client:
+            related = {
+                k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()
+            }
+            settings = Settings(images=related, workers=2)
+            async with operator(plane.kubeconfig, settings) as client:
                 started = time.monotonic()
                 await kube.create(CLUSTERS, cluster)
 

@@ -35,10 +35,12 @@ QUIET = 2.0  # seconds without a reconcile that count as idle
 
 
 @contextlib.asynccontextmanager
-async def _operator(kubeconfig: Path) -> AsyncIterator[Client]:
+async def operator(kubeconfig: Path, settings: Settings) -> AsyncIterator[Client]:
+    """The PostgresCluster controller running in-process on a client of its own (whose
+    `requests` counter the benchmarks report)."""
     async with await Client.from_kubeconfig(str(kubeconfig), user_agent="bench") as client:
         manager = Manager(client, health_address="0", metrics_address="0")
-        await controller.setup(manager, Settings(images=IMAGES))
+        await controller.setup(manager, settings)
         task = asyncio.create_task(manager.run())
         try:
             yield client
@@ -93,7 +95,7 @@ async def main() -> None:
             await crd.install(kube, field_manager="bench")
             hippo = yaml.safe_load(EXAMPLE.read_text())
             hippo["metadata"]["namespace"] = "default"
-            async with _operator(plane.kubeconfig) as client:
+            async with operator(plane.kubeconfig, Settings(images=IMAGES)) as client:
                 await _idle()
                 before = Counter(client.requests)
                 started = time.monotonic()
@@ -102,7 +104,7 @@ async def main() -> None:
                 ready_after = time.monotonic() - started
                 await _idle()
                 converge = client.requests - before
-            async with _operator(plane.kubeconfig) as client:
+            async with operator(plane.kubeconfig, Settings(images=IMAGES)) as client:
                 await _idle()
                 resync = client.requests
             print(f"converge hippo (Ready after {ready_after:.2f}s): {_by_verb(converge)}")

@@ -246,9 +246,23 @@ async def _scheduled_backups(
     patch = {"spec": {"backups": {"pgbackrest": {"repos": repos}}}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
+    cluster = await incremental_by_hand(kube, namespace, control_plane)
+    (scheduled,) = cluster["status"]["pgbackrest"]["scheduledBackups"]
+    assert (scheduled["cronJobName"], scheduled["repo"], scheduled["type"]) == (
+        "hippo-repo1-incr",
+        "repo1",
+        "incr",
+    )
+    assert [b["type"] for b in await pgbackrest_info(kube, namespace)] == ["full", "full", "incr"]
+
+
+async def incremental_by_hand(kube: Client, namespace: str, control_plane: ControlPlane) -> JSON:
+    """The schedules' CronJobs with PGO's names (full and incremental of repo1, one at a time),
+    then an incremental backup started by hand from one, as users do; the cluster once its
+    status records it."""
+
     async def cron_jobs() -> list[str] | None:
-        found = await kube.list(CRON_JOBS, namespace)
-        names = sorted(c["metadata"]["name"] for c in found.items)
+        names = sorted(c["metadata"]["name"] for c in (await kube.list(CRON_JOBS, namespace)).items)
         return names if len(names) == 2 else None
 
     assert await wait_for(cron_jobs, timeout=60, interval=0.5) == [
@@ -272,14 +286,7 @@ async def _scheduled_backups(
         scheduled = (cluster.get("status") or {}).get("pgbackrest", {}).get("scheduledBackups")
         return bool(scheduled) and scheduled[0].get("succeeded") == 1
 
-    cluster = await cluster_where(kube, namespace, scheduled_done, 180)
-    (scheduled,) = cluster["status"]["pgbackrest"]["scheduledBackups"]
-    assert (scheduled["cronJobName"], scheduled["repo"], scheduled["type"]) == (
-        "hippo-repo1-incr",
-        "repo1",
-        "incr",
-    )
-    assert [b["type"] for b in await pgbackrest_info(kube, namespace)] == ["full", "full", "incr"]
+    return await cluster_where(kube, namespace, scheduled_done, 240, control_plane)
 
 
 async def _instance_pods(kube: Client, namespace: str) -> list[JSON]:

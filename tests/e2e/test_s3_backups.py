@@ -12,16 +12,14 @@ import pytest
 from reconciler_envtest import objectstore
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.objectstore import ObjectStore
-from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler import naming
 from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, Client, NotFoundError
-from reconciler.runtime.resources import CRON_JOBS, EVENTS, SECRETS, STATEFUL_SETS
+from reconciler.runtime.resources import EVENTS, SECRETS, STATEFUL_SETS
 from tests.api_examples import hippo
 from tests.e2e.cluster import CLUSTERS, primary_pod, psql
-from tests.e2e.kubectl import kubectl
-from tests.e2e.test_backups import cluster_where, condition
+from tests.e2e.test_backups import cluster_where, condition, incremental_by_hand
 from tests.operator import ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -143,30 +141,7 @@ async def _backups_in_the_bucket(kube: Client, namespace: str, control_plane: Co
     assert await backup_types(kube, namespace) == ["full"]
 
     # The schedules, with PGO's names; an incremental backup started by hand from one.
-    async def cron_jobs() -> list[str] | None:
-        names = sorted(c["metadata"]["name"] for c in (await kube.list(CRON_JOBS, namespace)).items)
-        return names if len(names) == 2 else None
-
-    assert await wait_for(cron_jobs, timeout=60, interval=0.5) == [
-        "hippo-repo1-full",
-        "hippo-repo1-incr",
-    ]
-    created = await kubectl(
-        control_plane,
-        "-n",
-        namespace,
-        "create",
-        "job",
-        "by-hand",
-        "--from=cronjob/hippo-repo1-incr",
-    )
-    assert created.code == 0, created
-
-    def scheduled_done(cluster: JSON) -> bool:
-        scheduled = (cluster.get("status") or {}).get("pgbackrest", {}).get("scheduledBackups")
-        return bool(scheduled) and scheduled[0].get("succeeded") == 1
-
-    await cluster_where(kube, namespace, scheduled_done, 240, control_plane)
+    await incremental_by_hand(kube, namespace, control_plane)
     assert await backup_types(kube, namespace) == ["full", "incr"]
 
 
