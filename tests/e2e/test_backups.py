@@ -151,7 +151,9 @@ async def _wal_archived(kube: Client, namespace: str) -> None:
     before = int(
         await psql(kube, primary, namespace, "select archived_count from pg_stat_archiver")
     )
-    await psql(kube, primary, namespace, "select pg_switch_wal() from (select txid_current()) t")
+    # A committed write first: a switch with no WAL since the last one closes no segment.
+    await psql(kube, primary, namespace, "create table marks as select now() as at")
+    await psql(kube, primary, namespace, "select pg_switch_wal()")
 
     async def archived() -> bool:
         query = "select archived_count from pg_stat_archiver"

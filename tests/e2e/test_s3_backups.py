@@ -87,10 +87,13 @@ async def backup_types(kube: Client, namespace: str) -> list[str]:
 
 
 async def switch_wal(kube: Client, namespace: str) -> int:
-    """Write, close the WAL segment; the archiver's count before."""
+    """Write, then close the WAL segment; the archiver's count before. The write commits first:
+    a switch with no WAL since the last one (a backup's own, say) closes no segment."""
     primary = await primary_pod(kube, namespace)
     count = await psql(kube, primary, namespace, "select archived_count from pg_stat_archiver")
-    await psql(kube, primary, namespace, "select pg_switch_wal() from (select txid_current()) t")
+    await psql(kube, primary, namespace, "create table if not exists marks (at timestamptz)")
+    await psql(kube, primary, namespace, "insert into marks values (now())")
+    await psql(kube, primary, namespace, "select pg_switch_wal()")
     return int(count)
 
 
