@@ -305,7 +305,6 @@ class Kubelet:
 
     async def start(self) -> None:
         """Create the bridge, start the informers and the background loops."""
-        self.hosts_dir.mkdir(parents=True, exist_ok=True)
         self.node_hosts.touch()
         # The run's own /etc/hosts (its mount namespace is private): the node's names.
         await network.run("mount", "--bind", str(self.node_hosts), "/etc/hosts")
