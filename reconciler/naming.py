@@ -25,6 +25,9 @@ LABEL_PGBACKREST_CRONJOB = PREFIX + "pgbackrest-cronjob"
 LABEL_PGBACKREST_DEDICATED = PREFIX + "pgbackrest-dedicated"
 LABEL_PGBACKREST_REPO = PREFIX + "pgbackrest-repo"
 LABEL_PGBACKREST_VOLUME = PREFIX + "pgbackrest-volume"
+LABEL_PGBACKREST_RESTORE = PREFIX + "pgbackrest-restore"
+LABEL_PGBACKREST_RESTORE_CONFIG = PREFIX + "pgbackrest-restore-config"
+LABEL_STARTUP_INSTANCE = PREFIX + "startup-instance"
 
 # Label values
 ROLE_PRIMARY = "primary"
@@ -34,6 +37,9 @@ ROLE_PATRONI_REPLICA = "replica"
 ROLE_POSTGRES_DATA = "pgdata"
 ROLE_POSTGRES_WAL = "pgwal"
 ROLE_POSTGRES_USER = "pguser"
+# Beyond PGO: the data (and WAL) volume of the primary an in-place restore replaced, kept.
+ROLE_POSTGRES_DATA_BEFORE_RESTORE = "pgdata-before-restore"
+ROLE_POSTGRES_WAL_BEFORE_RESTORE = "pgwal-before-restore"
 DATA_POSTGRES = "postgres"
 DATA_PGBACKREST = "pgbackrest"
 
@@ -47,6 +53,7 @@ ANNOTATION_PGBACKREST_CLOUD_LOG_VOLUME = PREFIX + "pgbackrest-cloud-log-volume"
 ANNOTATION_PGBACKREST_CONFIG = PREFIX + "pgbackrest-config"
 ANNOTATION_PGBACKREST_HASH = PREFIX + "pgbackrest-hash"
 ANNOTATION_AUTHORIZE_BACKUP_REMOVAL = PREFIX + "authorizeBackupRemoval"
+ANNOTATION_PGBACKREST_RESTORE = PREFIX + "pgbackrest-restore"
 
 # Label values of backup Jobs (`pgbackrest-backup`)
 BACKUP_REPLICA_CREATE = "replica-create"
@@ -68,6 +75,10 @@ CONDITION_PGBACKREST_REPLICA_CREATE = "PGBackRestReplicaCreate"
 CONDITION_PGBACKREST_MANUAL_BACKUP = "PGBackRestManualBackupSuccessful"
 # Beyond PGO: WAL reaches the repositories (steps/archiving.py).
 CONDITION_PGBACKREST_ARCHIVING = "PGBackRestArchiving"
+CONDITION_POSTGRES_DATA_INITIALIZED = "PostgresDataInitialized"
+CONDITION_PGBACKREST_RESTORE_PROGRESSING = "PGBackRestoreProgressing"  # sic: PGO's spelling
+# Beyond PGO: what a requested restore target resolves to in the repository.
+CONDITION_PGBACKREST_RESTORE_PREVIEW = "PGBackRestRestorePreview"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -99,6 +110,7 @@ CONTAINER_REPLICATION_CERT_COPY = "replication-cert-copy"
 CONTAINER_PGBACKREST = "pgbackrest"
 CONTAINER_PGBACKREST_CONFIG = "pgbackrest-config"
 CONTAINER_PGBACKREST_LOG_DIR = "pgbackrest-log-dir"
+CONTAINER_PGBACKREST_RESTORE = "pgbackrest-restore"
 PORT_POSTGRES = "postgres"
 REPLICATION_USER = "_crunchyrepl"
 ROOT_CA_SECRET = "pgo-root-cacert"
@@ -138,6 +150,32 @@ def repo_host(cluster: str) -> str:
 def repo_volume(cluster: str, repo: str) -> str:
     """The claim of a volume repository."""
     return f"{cluster}-{repo}"
+
+
+def restore_job(cluster: str) -> str:
+    """The Job that fills a data volume from a pgBackRest repository (restores and clones)."""
+    return f"{cluster}-pgbackrest-restore"
+
+
+def restore_config(cluster: str) -> str:
+    """The ConfigMap and Secret through which the restore Job reaches the source repository."""
+    return f"{cluster}-pgbackrest-restore"
+
+
+def restore_config_copy(name: str, index: int) -> str:
+    """The copy, beside the restore Job, of the source cluster's `configuration` item `index`."""
+    return f"{name}-restorecopy-{index}"
+
+
+def bootstrap_restore_id(cluster: str) -> str:
+    """`status.pgbackrest.restore.id` of the restore that bootstraps a new cluster (PGO's)."""
+    return f"~pgo-bootstrap-{cluster}"
+
+
+def patroni_record_labels(cluster: str) -> dict[str, str]:
+    """The labels of Patroni's records in the DCS (Endpoints: leader, configuration, failover,
+    synchronous state)."""
+    return {LABEL_CLUSTER: cluster, LABEL_PATRONI: patroni_scope(cluster)}
 
 
 def backup_job_prefix(cluster: str) -> str:

@@ -110,9 +110,12 @@ def instance_yaml(
     separate_wal_volume: bool,
     bootstrapped: bool,
     replica_methods: Mapping[str, JSON] | None = None,
+    bootstrap_command: str | None = None,
 ) -> str:
     """`patroni.yaml` of `<inst>-config`: initdb options and how replicas are created
-    (`replica_methods`: methods that subsystems contribute, tried before a base backup)."""
+    (`replica_methods`: methods that subsystems contribute, tried before a base backup);
+    with `bootstrap_command`, the cluster bootstraps from the data it puts in place (PGO's
+    `existing` method, after a restore) instead of initdb."""
     wal = config.wal_directory(postgres_version, separate_volume=separate_wal_volume)
     methods = dict(replica_methods or {})
     postgresql: JSON = {
@@ -123,7 +126,12 @@ def instance_yaml(
         **methods,
     }
     document: JSON = {"kubernetes": {}, "postgresql": postgresql, "restapi": {}, "tags": {}}
-    if not bootstrapped:
+    if not bootstrapped and bootstrap_command:
+        document["bootstrap"] = {
+            "existing": {"command": bootstrap_command, "no_params": True},
+            "method": "existing",
+        }
+    elif not bootstrapped:
         document["bootstrap"] = {
             "initdb": ["data-checksums", "encoding=UTF8", f"waldir={wal}"],
             "method": "initdb",

@@ -147,7 +147,7 @@ def _fetch_key_command(spec: Mapping[str, Any]) -> str:
     return ""
 
 
-def _cloud_options(repo: Mapping[str, Any]) -> dict[str, str]:
+def cloud_options(repo: Mapping[str, Any]) -> dict[str, str]:
     """The options that locate a cloud repository; nothing for a volume."""
     name = str(repo["name"])
     if azure := repo.get("azure"):
@@ -216,7 +216,7 @@ def instance_conf(cluster: str, namespace: str, spec: JSON, repo_host: str | Non
         name = str(repo["name"])
         options[f"{name}-path"] = repo_path(name)
         if not _is_volume(repo):
-            options.update(_cloud_options(repo))
+            options.update(cloud_options(repo))
         elif repo_host:
             options[f"{name}-host"] = _pod_fqdn(repo_host, cluster, namespace)
             options[f"{name}-host-type"] = "tls"
@@ -239,7 +239,7 @@ def repo_conf(cluster: str, namespace: str, spec: JSON, instances: Sequence[str]
         name = str(repo["name"])
         options[f"{name}-path"] = repo_path(name)
         if not _is_volume(repo):
-            options.update(_cloud_options(repo))
+            options.update(cloud_options(repo))
         elif not log_path:
             log_path = repo_log_path(name)
     if log_path:
@@ -266,7 +266,7 @@ def cloud_conf(
     for repo in clouds:
         name = str(repo["name"])
         options[f"{name}-path"] = repo_path(name)
-        options.update(_cloud_options(repo))
+        options.update(cloud_options(repo))
     if log_path:
         options["log-path"] = log_path
     else:

@@ -60,6 +60,8 @@ class Memory:
     archiving_observed: float = float("-inf")
     # databaseInitSQL's back-off: (next attempt (monotonic), current delay).
     database_init_retry: tuple[float, float] | None = None
+    # The restore preview last shown: (what it was computed for, when (monotonic)).
+    restore_previewed: tuple[str, float] = ("", float("-inf"))
 
 
 def image_key(spec: JSON) -> str:

@@ -44,6 +44,7 @@ from reconciler.postgrescluster.steps import (
     pgbackrest,
     postgres_users,
     rbac,
+    restore,
     rollout,
     services,
     tls,
@@ -62,11 +63,18 @@ log = structlog.get_logger(__name__)
 
 NAME = naming.FIELD_MANAGER
 # The permissions of the controller's own calls, and those it grants to the instances.
-RULES = (*watches.RULES, *pgbackrest.RULES, *rbac.INSTANCE_RULES, rbac.OPENSHIFT_RULE)
+RULES = (
+    *watches.RULES,
+    *pgbackrest.RULES,
+    *restore.RULES,
+    *rbac.INSTANCE_RULES,
+    rbac.OPENSHIFT_RULE,
+)
 STEPS: tuple[Step, ...] = (
     tls.reconcile,
     services.reconcile,
     rbac.reconcile,
+    restore.reconcile,
     cluster_config.reconcile,
     instances.reconcile,
     rollout.reconcile,

@@ -45,8 +45,7 @@ async def teardown(reader: Reader, client: Client, raw: JSON) -> Result | None:
             )
     if instances.pods:
         return Result(requeue_after=TEARDOWN_POLL)
-    patroni = {naming.LABEL_CLUSTER: name, naming.LABEL_PATRONI: naming.patroni_scope(name)}
-    for endpoints in reader.list(ENDPOINTS, namespace, patroni):
+    for endpoints in reader.list(ENDPOINTS, namespace, naming.patroni_record_labels(name)):
         with contextlib.suppress(NotFoundError):
             await client.delete(ENDPOINTS, endpoints["metadata"]["name"], namespace)
     finalizers = [f for f in meta.get("finalizers") or [] if f != naming.FINALIZER]

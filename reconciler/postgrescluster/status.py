@@ -41,11 +41,9 @@ def ready(status: JSON, spec: JSON) -> tuple[str, str, str]:
 def unsupported_fields(spec: JSON) -> list[str]:
     """The sections of the spec this operator accepts (PGO's schema) but does not act on yet."""
     backups = spec.get("backups") or {}
-    pgbackrest = backups.get("pgbackrest") or {}
     sections = {
-        "spec.backups.pgbackrest.restore": (pgbackrest.get("restore") or {}).get("enabled"),
         "spec.backups.snapshots": backups.get("snapshots"),
-        "spec.dataSource": spec.get("dataSource"),
+        "spec.dataSource.volumes": (spec.get("dataSource") or {}).get("volumes"),
         "spec.instrumentation": spec.get("instrumentation"),
         "spec.monitoring": spec.get("monitoring"),
         "spec.proxy": spec.get("proxy"),

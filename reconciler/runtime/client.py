@@ -182,6 +182,23 @@ class Client:
         429 and 5xx answers (and connection failures) are retried with exponential backoff,
         honouring Retry-After; every other error status raises the matching `ApiError`.
         """
+        payload = await self.request_bytes(
+            method, path, params=params, body=body, content_type=content_type, resource=resource
+        )
+        result: JSON = orjson.loads(payload) if payload else {}
+        return result
+
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object | None = None,
+        content_type: str | None = None,
+        resource: str = "",
+    ) -> bytes:
+        """`request`, returning the answer's bytes undecoded (a pod's log is text)."""
         data = orjson.dumps(body) if body is not None else None
         if data is not None and content_type is None:
             content_type = "application/json"
@@ -211,8 +228,7 @@ class Client:
                 continue
             self._observe(method, resource, str(status), started)
             if status < 400:
-                result: JSON = orjson.loads(payload) if payload else {}
-                return result
+                return payload
             if (status == 429 or status >= 500) and attempt <= MAX_RETRIES:
                 await asyncio.sleep(_backoff(attempt, retry_after))
                 continue

@@ -51,24 +51,32 @@ def condition(cluster: JSON, kind: str) -> JSON | None:
 
 
 async def cluster_where(
-    kube: Client, namespace: str, test: Any, timeout: float, plane: ControlPlane | None = None
+    kube: Client,
+    namespace: str,
+    test: Any,
+    timeout: float,
+    plane: ControlPlane | None = None,
+    *,
+    name: str = "hippo",
 ) -> JSON:
     """The cluster once `test` holds; on time-out, what the backup Jobs did, to tell why."""
 
     async def probe() -> JSON | None:
-        cluster = await kube.get(CLUSTERS, "hippo", namespace)
+        cluster = await kube.get(CLUSTERS, name, namespace)
         return cluster if test(cluster) else None
 
     try:
         return await wait_for(probe, timeout=timeout, interval=0.5)
     except AssertionError as error:
-        story = await _backup_story(kube, namespace, plane)
+        story = await _backup_story(kube, namespace, plane, name)
         raise AssertionError(f"{error}\n{story}") from None
 
 
-async def _backup_story(kube: Client, namespace: str, plane: ControlPlane | None) -> str:
+async def _backup_story(
+    kube: Client, namespace: str, plane: ControlPlane | None, name: str = "hippo"
+) -> str:
     """The cluster's pgBackRest status and conditions, its Jobs, their pods and last words."""
-    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    cluster = await kube.get(CLUSTERS, name, namespace)
     lines = [
         f"status.pgbackrest: {json.dumps((cluster.get('status') or {}).get('pgbackrest'))}",
         *(
@@ -79,10 +87,10 @@ async def _backup_story(kube: Client, namespace: str, plane: ControlPlane | None
     for job in (await kube.list(JOBS, namespace)).items:
         lines.append(f"job {job['metadata']['name']}: {json.dumps(job.get('status'))}")
     for pod in (await kube.list(PODS, namespace)).items:
-        name = pod["metadata"]["name"]
-        lines.append(f"pod {name}: {(pod.get('status') or {}).get('phase')}")
-        if "backup" in name and plane is not None:
-            shown = await kubectl(plane, "-n", namespace, "logs", name)
+        pod_name = pod["metadata"]["name"]
+        lines.append(f"pod {pod_name}: {(pod.get('status') or {}).get('phase')}")
+        if ("backup" in pod_name or "restore" in pod_name) and plane is not None:
+            shown = await kubectl(plane, "-n", namespace, "logs", "--all-containers", pod_name)
             lines.append(f"  logs: {shown.stdout[-2000:]}{shown.stderr[-500:]}")
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from reconciler.intent import Owner, metadata
 from reconciler.pgbackrest import config, pods
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.postgrescluster.context import Context
+from reconciler.runtime import jobs
 from reconciler.runtime.client import JSON
 from reconciler.runtime.controller import Result
 from reconciler.runtime.resources import CRON_JOBS, JOBS
@@ -142,17 +143,9 @@ def cron_job(
     }
 
 
-def finished(job: JSON) -> str | None:
-    """`Complete` or `Failed` once the Job controller says so, else None."""
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
-            return str(condition["type"])
-    return None
-
-
 def running(job: JSON) -> bool:
     """Whether a backup Job may be running a backup: neither finished nor suspended."""
-    return finished(job) is None and not (job.get("spec") or {}).get("suspend")
+    return jobs.finished(job) is None and not (job.get("spec") or {}).get("suspend")
 
 
 async def reconcile(ctx: Context) -> Result | None:
@@ -172,7 +165,7 @@ async def _one_at_a_time(ctx: Context) -> None:
     beside a running one is deleted, with an Event. CronJobs still start without the operator
     (backups do not depend on it), and pgBackRest's own lock refuses a second backup of a
     stanza in the moments before the operator sees the newcomer."""
-    jobs = sorted(
+    active = sorted(
         (
             j
             for j in ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_BACKUP: None})
@@ -180,11 +173,11 @@ async def _one_at_a_time(ctx: Context) -> None:
         ),
         key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]),
     )
-    if len(jobs) < 2:
+    if len(active) < 2:
         return
     # A manual or replica-create Job is never the newcomer; keep the first such, else the oldest.
-    kept = next((j for j in jobs if not _from_schedule(j)), jobs[0])
-    for job in jobs:
+    kept = next((j for j in active if not _from_schedule(j)), active[0])
+    for job in active:
         if job is kept or not _from_schedule(job) or not await ctx.delete(JOBS, job):
             continue
         await ctx.warn(
@@ -259,7 +252,7 @@ def _scheduled_status(job: JSON) -> JSON:
         "repo": labels.get(naming.LABEL_PGBACKREST_REPO, ""),
         "type": labels.get(naming.LABEL_PGBACKREST_CRONJOB, ""),
     }
-    _record_job(entry, job)
+    jobs.record(entry, job)
     entry.pop("finished", None)
     return entry
 
@@ -295,14 +288,14 @@ async def _replica_create(ctx: Context, image: str) -> None:
             labels = job["metadata"].get("labels") or {}
             annotations = job["metadata"].get("annotations") or {}
             if (
-                finished(job) == "Failed"
+                jobs.finished(job) == "Failed"
                 or labels.get(naming.LABEL_PGBACKREST_REPO) != repo
                 or annotations.get(naming.ANNOTATION_PGBACKREST_CONFIG) != config_container
                 or annotations.get(naming.ANNOTATION_PGBACKREST_HASH) != hash_
             ):
                 await ctx.delete(JOBS, job)
                 return
-            if finished(job) == "Complete":
+            if jobs.finished(job) == "Complete":
                 entry["replicaCreateBackupComplete"] = True
                 return
             name = job["metadata"]["name"]
@@ -372,16 +365,16 @@ async def _manual(ctx: Context, image: str) -> None:
     requested = (ctx.raw["metadata"].get("annotations") or {}).get(
         naming.ANNOTATION_PGBACKREST_BACKUP, ""
     )
-    jobs = ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_BACKUP: naming.BACKUP_MANUAL})
-    job = jobs[0] if jobs else None
+    manual = ctx.cluster_objects(JOBS, {naming.LABEL_PGBACKREST_BACKUP: naming.BACKUP_MANUAL})
+    job = manual[0] if manual else None
     current = status.get("manualBackup")
     if job is not None:
         job_id = (job["metadata"].get("annotations") or {}).get(
             naming.ANNOTATION_PGBACKREST_BACKUP, ""
         )
-        outcome = finished(job)
+        outcome = jobs.finished(job)
         if current is not None and current.get("id") == job_id:
-            _record_job(current, job)
+            jobs.record(current, job)
             if outcome == "Complete":
                 ctx.set_condition(
                     naming.CONDITION_PGBACKREST_MANUAL_BACKUP,
@@ -456,15 +449,3 @@ def _manual_problem(ctx: Context, manual: JSON) -> tuple[str, str] | None:
             "field instead.",
         )
     return None
-
-
-def _record_job(entry: JSON, job: JSON) -> None:
-    """Copy a Job's progress into `status.pgbackrest.manualBackup` (PGO's fields)."""
-    status = job.get("status") or {}
-    for key in ("startTime", "completionTime"):
-        if status.get(key):
-            entry[key] = status[key]
-    for key in ("active", "succeeded", "failed"):
-        if status.get(key) is not None:
-            entry[key] = status[key]
-    entry["finished"] = finished(job) is not None

@@ -15,6 +15,7 @@ from typing import Any
 from reconciler import naming
 from reconciler.patroni import config as patroni_config
 from reconciler.pgbackrest import config as pgbackrest_config
+from reconciler.pgbackrest import restore
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import instance_objects, instance_pod
@@ -53,19 +54,31 @@ def statefulset_replicas(
 
 
 async def reconcile(ctx: Context) -> None:
-    """Converge every instance set, then report `status.instances`."""
+    """Converge every instance set, then report `status.instances`. While a new cluster
+    waits for its restore, no instance exists yet; while an in-place restore runs, the
+    instances stop (as for a shutdown) and none is added or removed."""
     statefulsets, pods = ctx.instances.statefulsets, ctx.instances.pods
+    wanted_sets = {s["name"]: s for s in ctx.spec["instances"]}
+    if restore.awaiting_data(ctx.spec, ctx.status):
+        ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
+        return
+    holding = restore.restoring_in_place(ctx.status)
     leader = ctx.instances.primary
     primary = instance_of(leader) if leader is not None else None
     by_set = _known_instances(ctx, statefulsets)
-    _record_startup_instance(ctx, primary, ctx.instances.names)
+    _record_startup_instance(ctx, primary, ctx.instances.names, stopping=holding)
     postgres_image = ctx.postgres_image
     assert postgres_image is not None, "the controller checks images before instances"
     resize_errors: list[str] = []
-    wanted_sets = {s["name"]: s for s in ctx.spec["instances"]}
+    running = set(ctx.instances.names)
     for set_name, instance_set in wanted_sets.items():
-        names = _grow(ctx, set_name, by_set.get(set_name, set()), instance_set["replicas"])
-        kept = choose_kept(sorted(names), instance_set["replicas"], primary)
+        names = by_set.get(set_name, set())
+        if holding:
+            kept, removed = sorted(names & running), []
+        else:
+            names = _grow(ctx, set_name, names, instance_set["replicas"])
+            kept = choose_kept(sorted(names), instance_set["replicas"], primary)
+            removed = sorted(names - set(kept))
         for instance in kept:
             await _apply_instance(
                 ctx,
@@ -73,15 +86,16 @@ async def reconcile(ctx: Context) -> None:
                 instance,
                 image=postgres_image,
                 pods_left=len(pods),
+                stopping=holding,
                 resize_errors=resize_errors,
             )
-        for instance in sorted(names - set(kept)):
+        for instance in removed:
             await _remove_instance(ctx, instance)
         await _reconcile_budget(
             ctx, set_name, instance_objects.disruption_budget(ctx.owner, instance_set)
         )
     for set_name, names in by_set.items():
-        if set_name not in wanted_sets:
+        if set_name not in wanted_sets and not holding:
             for instance in sorted(names):
                 await _remove_instance(ctx, instance)
             await _reconcile_budget(ctx, set_name, None)
@@ -133,9 +147,12 @@ async def _reconcile_budget(ctx: Context, set_name: str, budget: JSON | None) ->
         await ctx.delete(POD_DISRUPTION_BUDGETS, live)
 
 
-def _record_startup_instance(ctx: Context, primary: str | None, instances: list[str]) -> None:
-    """Remember, on shutdown, which instance must start first; forget once it runs again."""
-    if ctx.spec.get("shutdown"):
+def _record_startup_instance(
+    ctx: Context, primary: str | None, instances: list[str], *, stopping: bool
+) -> None:
+    """Remember, on shutdown (or when `stopping` for a restore), which instance must start
+    first; forget once it runs again, or once it is gone for good."""
+    if ctx.spec.get("shutdown") or stopping:
         if not ctx.status.get("startupInstance") and instances:
             chosen = primary or instances[0]
             sts = ctx.cached(STATEFUL_SETS, chosen)
@@ -145,7 +162,9 @@ def _record_startup_instance(ctx: Context, primary: str | None, instances: list[
     startup = ctx.status.get("startupInstance")
     if startup:
         pod = ctx.cached(PODS, naming.instance_pod(startup))
-        if pod is None or pod_ready(pod):
+        volume = ctx.cached(PERSISTENT_VOLUME_CLAIMS, naming.instance_data_volume(startup))
+        gone = pod is None and volume is None and ctx.cached(STATEFUL_SETS, startup) is None
+        if gone or (pod is not None and pod_ready(pod)):
             ctx.status.pop("startupInstance", None)
             ctx.status.pop("startupInstanceSet", None)
 
@@ -157,6 +176,7 @@ async def _apply_instance(
     *,
     image: str,
     pods_left: int,
+    stopping: bool,
     resize_errors: list[str],
 ) -> None:
     owner, spec, root = ctx.owner, ctx.spec, ctx.root_ca
@@ -180,6 +200,11 @@ async def _apply_instance(
         separate_wal_volume=separate_wal,
         bootstrapped=ctx.bootstrapped,
         replica_methods=_replica_methods(ctx, separate_wal=separate_wal),
+        bootstrap_command=(
+            restore.bootstrap_command(spec["postgresVersion"])
+            if restore.restored(ctx.status)
+            else None
+        ),
     )
     await ctx.apply(
         CONFIG_MAPS, instance_objects.config_map(owner, instance_set, instance, document)
@@ -195,7 +220,7 @@ async def _apply_instance(
         )
     replicas = statefulset_replicas(
         instance,
-        shutdown=bool(spec.get("shutdown")),
+        shutdown=bool(spec.get("shutdown")) or stopping,
         startup_instance=str(ctx.status.get("startupInstance") or ""),
         pods_left=pods_left,
     )
