@@ -47,7 +47,7 @@ NAMESPACE = "default"
 ROWS_PER_GIB = 1_100_000
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
@@ -55,29 +55,61 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _cluster(kube: Client) -> JSON:
+async def hippo_now(kube: Client) -> JSON:
     return await kube.get(CLUSTERS, "hippo", NAMESPACE)
 
 
-async def _exec(kube: Client, pod: str, container: str, argv: list[str]) -> str:
+async def run(kube: Client, pod: str, container: str, argv: list[str]) -> str:
     done = await podexec.run(kube, NAMESPACE, pod, container, argv, timeout=3600)
     if done.exit_code != 0:
         raise RuntimeError(f"{' '.join(argv)} in {pod}: {done.stderr.decode()[-2000:]}")
     return done.stdout.decode()
 
 
-async def _primary(kube: Client) -> str:
+async def primary_pod(kube: Client) -> str:
     selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_ROLE}=master"
     pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
     return str(pods[0]["metadata"]["name"])
 
 
-async def _by_hand(kube: Client) -> float:
+async def full_backup_by_hand(kube: Client) -> float:
     """`pgbackrest backup --type=full` in the repository host, as an administrator runs it."""
     started = time.monotonic()
     argv = ["pgbackrest", "backup", "--stanza=db", "--repo=1", "--type=full", "--start-fast"]
-    await _exec(kube, "hippo-repo-host-0", "pgbackrest", argv)
+    await run(kube, "hippo-repo-host-0", "pgbackrest", argv)
     return time.monotonic() - started
+
+
+async def load(kube: Client, gib: float) -> None:
+    """At least `gib` of random table data in hippo's primary, its WAL archived after."""
+    primary = await primary_pod(kube)
+    rows = int(gib * ROWS_PER_GIB)
+    statement = (
+        "create table bench as select g as id, "
+        "(select string_agg(md5(random()::text || i::text || g::text), '') "
+        " from generate_series(1, 30) i) as payload "
+        f"from generate_series(1, {rows}) g; checkpoint;"
+    )
+    loaded = time.monotonic()
+    await run(kube, primary, "database", ["psql", "-Atqc", statement])
+    size = await run(
+        kube, primary, "database", ["psql", "-Atqc", "select pg_database_size('postgres')"]
+    )
+    print(
+        f"loaded {int(size) / 2**30:.2f} GiB (database size) in {time.monotonic() - loaded:.0f} s"
+    )
+
+    # The load's WAL is archived first: a backup ends by waiting for its last segment, which
+    # would queue behind a gigabyte of pushes.
+    waiting = "select count(*) from pg_ls_dir('pg_wal/archive_status') f where f like '%.ready'"
+
+    async def archived() -> bool:
+        count = await run(kube, primary, "database", ["psql", "-Atqc", waiting])
+        return int(count) == 0
+
+    caught_up = time.monotonic()
+    await until(archived, 1800)
+    print(f"WAL of the load archived {time.monotonic() - caught_up:.0f} s later")
 
 
 async def _print_job_phases(kube: Client) -> None:
@@ -116,52 +148,17 @@ async def main(gib: float) -> None:
                 await kube.create(CLUSTERS, cluster)
 
                 async def first_backup() -> bool:
-                    repos = ((await _cluster(kube)).get("status") or {}).get("pgbackrest") or {}
+                    repos = ((await hippo_now(kube)).get("status") or {}).get("pgbackrest") or {}
                     return any(
                         r.get("replicaCreateBackupComplete") for r in repos.get("repos") or []
                     )
 
-                await _until(first_backup, 900)
+                await until(first_backup, 900)
                 first = time.monotonic() - started
                 print(f"create to first completed backup: {first:.1f} s")
 
-                primary = await _primary(kube)
-                rows = int(gib * ROWS_PER_GIB)
-                load = (
-                    "create table bench as select g as id, "
-                    "(select string_agg(md5(random()::text || i::text || g::text), '') "
-                    " from generate_series(1, 30) i) as payload "
-                    f"from generate_series(1, {rows}) g; checkpoint;"
-                )
-                loaded = time.monotonic()
-                await _exec(kube, primary, "database", ["psql", "-Atqc", load])
-                size = await _exec(
-                    kube,
-                    primary,
-                    "database",
-                    ["psql", "-Atqc", "select pg_database_size('postgres')"],
-                )
-                print(
-                    f"loaded {int(size) / 2**30:.2f} GiB (database size) in "
-                    f"{time.monotonic() - loaded:.0f} s"
-                )
-
-                # The load's WAL is archived first: a backup ends by waiting for its last
-                # segment, which would queue behind a gigabyte of pushes.
-                waiting = (
-                    "select count(*) from pg_ls_dir('pg_wal/archive_status') f "
-                    "where f like '%.ready'"
-                )
-
-                async def archived() -> bool:
-                    count = await _exec(kube, primary, "database", ["psql", "-Atqc", waiting])
-                    return int(count) == 0
-
-                caught_up = time.monotonic()
-                await _until(archived, 1800)
-                print(f"WAL of the load archived {time.monotonic() - caught_up:.0f} s later")
-
-                first_by_hand = await _by_hand(kube)
+                await load(kube, gib)
+                first_by_hand = await full_backup_by_hand(kube)
                 print(f"pgbackrest backup by hand, before the operator's: {first_by_hand:.1f} s")
 
                 before = Counter(client.requests)
@@ -186,11 +183,11 @@ async def main(gib: float) -> None:
                 )
 
                 async def manual_done() -> bool:
-                    status = (await _cluster(kube)).get("status") or {}
+                    status = (await hippo_now(kube)).get("status") or {}
                     manual = (status.get("pgbackrest") or {}).get("manualBackup") or {}
                     return manual.get("id") == "b1" and bool(manual.get("finished"))
 
-                await _until(manual_done, 3600)
+                await until(manual_done, 3600)
                 operator_seconds = time.monotonic() - asked
                 sent = client.requests - before
                 print(f"operator-driven full backup: {operator_seconds:.1f} s")
@@ -199,7 +196,7 @@ async def main(gib: float) -> None:
                     f"  requests sent meanwhile: {sum(sent.values())} {dict(sorted(sent.items()))}"
                 )
 
-                second = await _by_hand(kube)
+                second = await full_backup_by_hand(kube)
                 print(f"pgbackrest backup by hand, after it: {second:.1f} s")
                 hand_seconds = (first_by_hand + second) / 2
                 print(f"ratio operator / by hand (mean): {operator_seconds / hand_seconds:.2f}")

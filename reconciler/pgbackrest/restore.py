@@ -190,9 +190,8 @@ bash -xc "pgbackrest restore ${options}"
 rm -f "${pgdata}/patroni.dynamic.json"
 
 # Replay WAL with a configuration of our own (the restored one names files of the source's
-# pods), reachable only over a socket in /tmp. Without hot standby, `pg_ctl start --wait`
-# returns once recovery has ended and the server was promoted, or fails when recovery does
-# (a target not reached, WAL missing); parameters need not match the source's.
+# pods), reachable only over a socket in /tmp. Without hot standby no parameter needs to match
+# the source's, and nobody can connect: the control file tells when recovery has ended.
 echo 'local all all peer' > /tmp/restore_hba.conf
 : > /tmp/restore_ident.conf
 cat > /tmp/restore.conf <<EOF
@@ -206,9 +205,17 @@ archive_command = 'false'
 EOF
 # (archive_command false: WAL and timeline history stay in pg_wal until the cluster's own
 # archiving takes them to the repository.)
+state() { LC_ALL=C pg_controldata "${pgdata}" | sed -n 's/^Database cluster state: *//p'; }
 pg_ctl start --wait --timeout=31536000 --pgdata="${pgdata}" \\
   --options='-c config_file=/tmp/restore.conf'
+# Recovery ends at the target (then the server is promoted), or fails (a target it never
+# reached, WAL missing), and PostgreSQL stops.
+until [[ "$(state)" == 'in production' ]]; do
+  pg_ctl status --pgdata="${pgdata}" > /dev/null || exit 1
+  sleep 1
+done
 pg_ctl stop --wait --mode=fast --pgdata="${pgdata}"
+[[ "$(state)" == 'shut down' ]]
 # The recovery settings pgBackRest wrote would stop future replicas at the same target.
 sed -i -e '/^recovery_target/d' "${pgdata}/postgresql.auto.conf"
 mv "${pgdata}" "${pgdata}_bootstrap"
@@ -264,10 +271,12 @@ def restore_job(
     configuration: Sequence[JSON],
     certificates: bool,
     source_digest: str,
+    identifier: str,
 ) -> JSON:
     """`<c>-pgbackrest-restore`: restore into `instance`'s new volumes (PGO's labels and
-    names). `source` gives the Job's resources and scheduling (the data source or restore
-    section); `configuration` the projections of repository credentials."""
+    names), for the restore `identifier` (`status.pgbackrest.restore.id`). `source` gives the
+    Job's resources and scheduling (the data source or restore section); `configuration` the
+    projections of repository credentials."""
     version = int(spec["postgresVersion"])
     wal_volume = bool(instance_set.get("walVolumeClaimSpec"))
     pgdata = postgres.data_directory(version)
@@ -279,7 +288,7 @@ def restore_job(
     }
     annotations = {
         naming.ANNOTATION_PGBACKREST_HASH: source_digest,
-        naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST_RESTORE,
+        naming.ANNOTATION_PGBACKREST_RESTORE: identifier,
     }
     extra = ((spec.get("backups") or {}).get("pgbackrest") or {}).get("metadata")
     meta = metadata(owner, naming.restore_job(owner.name), labels, annotations, extra=extra)
@@ -339,7 +348,12 @@ def restore_job(
         "spec": {
             "backoffLimit": BACKOFF_LIMIT,
             "template": {
-                "metadata": {"labels": meta["labels"], "annotations": meta["annotations"]},
+                "metadata": {
+                    "labels": meta["labels"],
+                    "annotations": {
+                        naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST_RESTORE
+                    },
+                },
                 "spec": pod,
             },
         },

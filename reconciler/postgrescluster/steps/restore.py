@@ -122,7 +122,7 @@ async def _in_place(ctx: Context, job: JSON | None) -> Result | None:
         return await _start_in_place(ctx, entry["id"])
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _failed(ctx, job, await _job_error(ctx), in_place=True)
+        await _failed(ctx, job, await _job_error(ctx, job), in_place=True)
         return None
     if outcome == "Complete":
         return await _replace_instances(ctx, job)
@@ -156,6 +156,11 @@ async def _accept_request(ctx: Context) -> bool:
         return False
     # PGO's reset: the repositories' state (stanza, replica-create backup) starts anew.
     ctx.status["pgbackrest"] = {"restore": {"id": wanted, "finished": False}}
+    for stale in (
+        naming.CONDITION_PGBACKREST_REPLICA_REPO_READY,
+        naming.CONDITION_PGBACKREST_REPLICA_CREATE,
+    ):
+        ctx.clear_condition(stale)
     ctx.set_condition(
         naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING,
         "True",
@@ -237,7 +242,7 @@ async def _bootstrap(ctx: Context, job: JSON | None) -> Result | None:
         return None
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _failed(ctx, job, await _job_error(ctx), in_place=False)
+        await _failed(ctx, job, await _job_error(ctx, job), in_place=False)
     elif outcome == "Complete":
         await _restored(ctx, job)
     return None
@@ -471,8 +476,8 @@ async def _start(ctx: Context, plan: Plan, identifier: str, set_name: str) -> No
         configuration=plan.configuration,
         certificates=plan.certificates is not None,
         source_digest=plan.digest,
+        identifier=identifier,
     )
-    job["metadata"].setdefault("annotations", {})[naming.ANNOTATION_PGBACKREST_RESTORE] = identifier
     await ctx.apply(JOBS, job)
     await ctx.apply(
         PERSISTENT_VOLUME_CLAIMS, instance_objects.data_volume(ctx.owner, instance_set, instance)
@@ -484,9 +489,9 @@ async def _start(ctx: Context, plan: Plan, identifier: str, set_name: str) -> No
         )
 
 
-async def _job_error(ctx: Context) -> str:
+async def _job_error(ctx: Context, job: JSON) -> str:
     """pgBackRest's (or PostgreSQL's) error from the log of the restore Job's last pod."""
-    pods = ctx.cluster_objects(PODS, {naming.LABEL_PGBACKREST_RESTORE: None})
+    pods = ctx.cluster_objects(PODS, {"batch.kubernetes.io/controller-uid": job["metadata"]["uid"]})
     if not pods:
         return "the restore Job failed (its pods are gone)"
     pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
@@ -624,6 +629,8 @@ async def _restored(ctx: Context, job: JSON) -> None:
     ctx.status["startupInstance"] = new
     ctx.status["startupInstanceSet"] = set_name or ctx.spec["instances"][0]["name"]
     (ctx.status.get("patroni") or {}).pop("systemIdentifier", None)
+    # The restored roles have the passwords of their time: the users step sets them again.
+    ctx.status.pop("usersRevision", None)
     ctx.set_condition(
         naming.CONDITION_POSTGRES_DATA_INITIALIZED,
         "True",

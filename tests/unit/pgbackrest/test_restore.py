@@ -133,12 +133,14 @@ def test_the_job_restores_into_the_new_instances_volumes() -> None:
         configuration=[{"secret": {"name": "creds-restorecopy-0"}}],
         certificates=True,
         source_digest="d1",
+        identifier="r1",
     )
     meta = job["metadata"]
     assert meta["name"] == "hippo-pgbackrest-restore"
     assert meta["labels"][naming.LABEL_STARTUP_INSTANCE] == "hippo-instance1-abcd"
     assert naming.LABEL_PGBACKREST_RESTORE in meta["labels"]
     assert meta["annotations"][naming.ANNOTATION_PGBACKREST_HASH] == "d1"
+    assert meta["annotations"][naming.ANNOTATION_PGBACKREST_RESTORE] == "r1"
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["backoffLimit"] == restore.BACKOFF_LIMIT
     assert pod["restartPolicy"] == "Never"
