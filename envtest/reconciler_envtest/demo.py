@@ -224,6 +224,12 @@ def main() -> None:
         '{"spec":{"backups":{"pgbackrest":{"manual":'
         '{"repoName":"repo1","options":["--type=full"]}}}}}'
     )
+    restore = (
+        '{"spec":{"backups":{"pgbackrest":{"restore":{"enabled":true,"repoName":"repo1",'
+        '"options":["--type=time","--target=\\"'
+        "$(date -u '+%F %T+00')"
+        '\\""]}}}}}'
+    )
     print(
         "\nnext, in your shell (kubectl here runs on this machine; PGO's documentation, as is):\n"
         f"  export PATH={run_dir / 'bin'}:$PATH\n"
@@ -241,6 +247,12 @@ def main() -> None:
         f"'{manual}'\n"
         f"  kubectl -n {NAMESPACE} annotate postgrescluster hippo --overwrite "
         f'{naming.ANNOTATION_PGBACKREST_BACKUP}="$(date)"   # a manual backup\n'
+        f"  kubectl -n {NAMESPACE} patch postgrescluster hippo --type merge -p "
+        f"'{restore}'   # point in time: now\n"
+        f"  kubectl -n {NAMESPACE} get postgrescluster hippo -o jsonpath="
+        "'{.status.conditions[?(@.type==\"PGBackRestRestorePreview\")].message}'\n"
+        f"  kubectl -n {NAMESPACE} annotate postgrescluster hippo --overwrite "
+        f'{naming.ANNOTATION_PGBACKREST_RESTORE}="$(date)"   # restore in place\n'
         "  make down    # stop everything"
     )
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 
 from reconciler import naming
-from reconciler.postgrescluster.observed import Reader, instance_of, is_primary, observe
+from reconciler.postgrescluster.observed import Reader, observe
+from reconciler.postgrescluster.stop import stop_instances
 from reconciler.postgrescluster.watches import CLUSTERS
 from reconciler.runtime.client import JSON, Client, ConflictError, NotFoundError
 from reconciler.runtime.controller import Result
-from reconciler.runtime.resources import ENDPOINTS, STATEFUL_SETS
+from reconciler.runtime.resources import ENDPOINTS
 
 # While instances are being removed, look again this often even without events.
 TEARDOWN_POLL = 2.0
@@ -28,21 +29,7 @@ async def teardown(reader: Reader, client: Client, raw: JSON) -> Result | None:
         return None
     namespace, name = meta["namespace"], meta["name"]
     instances = observe(reader, namespace, name)
-    primaries = {instance_of(p) for p in instances.pods if is_primary(p)}
-    replicas = [s for s in instances.statefulsets if s["metadata"]["name"] not in primaries]
-    running_replica = any(not is_primary(p) for p in instances.pods)
-    for sts in replicas if running_replica else instances.statefulsets:
-        if (sts.get("spec") or {}).get("replicas", 1) == 0:
-            continue
-        # Gone already (the cache lags a deletion): stopped, which is all this asks.
-        with contextlib.suppress(NotFoundError):
-            await client.patch(
-                STATEFUL_SETS,
-                sts["metadata"]["name"],
-                {"spec": {"replicas": 0}},
-                namespace=namespace,
-                field_manager=naming.FIELD_MANAGER,
-            )
+    await stop_instances(client, namespace, instances)
     if instances.pods:
         return Result(requeue_after=TEARDOWN_POLL)
     for endpoints in reader.list(ENDPOINTS, namespace, naming.patroni_record_labels(name)):

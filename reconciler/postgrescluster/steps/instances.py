@@ -21,6 +21,7 @@ from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.observed import instance_of, instance_set_of, pod_ready
+from reconciler.postgrescluster.stop import stop_instances
 from reconciler.runtime import quantity
 from reconciler.runtime.client import JSON, InvalidError
 from reconciler.runtime.resources import (
@@ -56,29 +57,29 @@ def statefulset_replicas(
 async def reconcile(ctx: Context) -> None:
     """Converge every instance set, then report `status.instances`. While a new cluster
     waits for its restore, no instance exists yet; while an in-place restore runs, the
-    instances stop (as for a shutdown) and none is added or removed."""
+    instances only stop, the primary last."""
     statefulsets, pods = ctx.instances.statefulsets, ctx.instances.pods
     wanted_sets = {s["name"]: s for s in ctx.spec["instances"]}
     if restore.awaiting_data(ctx.spec, ctx.status):
         ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
         return
-    holding = restore.restoring_in_place(ctx.status)
     leader = ctx.instances.primary
     primary = instance_of(leader) if leader is not None else None
+    if restore.restoring_in_place(ctx.status):
+        # Only stopped: what the restore removes must not come back through an apply here.
+        _record_startup_instance(ctx, primary, ctx.instances.names, stopping=True)
+        await stop_instances(ctx.client, ctx.namespace, ctx.instances)
+        ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
+        return
     by_set = _known_instances(ctx, statefulsets)
-    _record_startup_instance(ctx, primary, ctx.instances.names, stopping=holding)
+    _record_startup_instance(ctx, primary, ctx.instances.names, stopping=False)
     postgres_image = ctx.postgres_image
     assert postgres_image is not None, "the controller checks images before instances"
     resize_errors: list[str] = []
-    running = set(ctx.instances.names)
     for set_name, instance_set in wanted_sets.items():
-        names = by_set.get(set_name, set())
-        if holding:
-            kept, removed = sorted(names & running), []
-        else:
-            names = _grow(ctx, set_name, names, instance_set["replicas"])
-            kept = choose_kept(sorted(names), instance_set["replicas"], primary)
-            removed = sorted(names - set(kept))
+        names = _grow(ctx, set_name, by_set.get(set_name, set()), instance_set["replicas"])
+        kept = choose_kept(sorted(names), instance_set["replicas"], primary)
+        removed = sorted(names - set(kept))
         for instance in kept:
             await _apply_instance(
                 ctx,
@@ -86,7 +87,6 @@ async def reconcile(ctx: Context) -> None:
                 instance,
                 image=postgres_image,
                 pods_left=len(pods),
-                stopping=holding,
                 resize_errors=resize_errors,
             )
         for instance in removed:
@@ -95,7 +95,7 @@ async def reconcile(ctx: Context) -> None:
             ctx, set_name, instance_objects.disruption_budget(ctx.owner, instance_set)
         )
     for set_name, names in by_set.items():
-        if set_name not in wanted_sets and not holding:
+        if set_name not in wanted_sets:
             for instance in sorted(names):
                 await _remove_instance(ctx, instance)
             await _reconcile_budget(ctx, set_name, None)
@@ -176,7 +176,6 @@ async def _apply_instance(
     *,
     image: str,
     pods_left: int,
-    stopping: bool,
     resize_errors: list[str],
 ) -> None:
     owner, spec, root = ctx.owner, ctx.spec, ctx.root_ca
@@ -220,7 +219,7 @@ async def _apply_instance(
         )
     replicas = statefulset_replicas(
         instance,
-        shutdown=bool(spec.get("shutdown")) or stopping,
+        shutdown=bool(spec.get("shutdown")),
         startup_instance=str(ctx.status.get("startupInstance") or ""),
         pods_left=pods_left,
     )
