@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import secrets
 import ssl
 from collections.abc import Sequence
@@ -28,6 +29,10 @@ ENDPOINT = f"{SERVICE}.{NAMESPACE}.svc"
 PORT = 443
 REGION = "us-east-1"
 START_TIMEOUT = 60.0
+# `weed mini` names the Unix sockets between its parts after their ports, in /tmp, whatever
+# network namespace it runs in: two stores on one machine (two test runs) must use other ports.
+_PORT_BASES = {"master": 20000, "volume": 21000, "filer": 22000, "admin": 23000}
+_S3_GRPC_BASE = 24000
 
 JSON = dict[str, Any]
 
@@ -81,12 +86,27 @@ class ObjectStore:
             f"-s3.cert.file={self.directory / 'tls.crt'}",
             f"-s3.key.file={key}",
             f"-bucket={','.join(self.buckets)}",
+            *self._private_ports(),
         ]
         # `weed` makes an admin identity of the key pair in its environment.
         keys = {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self._process = Process("objectstore", argv, self.directory, env=keys)
         await self._process.start()
         await self._process.wait_healthy(self._answers, START_TIMEOUT, interval=0.5)
+
+    def _private_ports(self) -> list[str]:
+        """Ports of the store's inner services (their gRPC ports are 10000 above), and its
+        sockets' paths, of this store alone: an offset taken from its directory."""
+        digest = hashlib.sha256(str(self.directory.resolve()).encode()).digest()
+        offset = int.from_bytes(digest[:4], "big") % 1000
+        flags = [f"-{name}.port={base + offset}" for name, base in _PORT_BASES.items()]
+        return [
+            *flags,
+            "-admin.port.legacy=0",
+            f"-s3.port.grpc={_S3_GRPC_BASE + offset}",
+            f"-filer.localSocket={self.directory / 'filer.sock'}",
+            f"-s3.localSocket={self.directory / 's3.sock'}",
+        ]
 
     async def _answers(self) -> bool:
         context = ssl.create_default_context(cadata=self.ca_pem.decode())
