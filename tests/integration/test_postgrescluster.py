@@ -423,18 +423,18 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """A proxy (and a restore) are accepted but not run yet: a condition and one Warning say
-    so; the rest of the cluster, its repositories included, is managed."""
-    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}})
+    """A proxy (and volumes to adopt) are accepted but not acted on yet: a condition and one
+    Warning say so; the rest of the cluster, its repositories included, is managed."""
+    adopt = {"volumes": {"pgDataVolume": {"pvcName": "old-pgdata", "directory": "old"}}}
+    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}}, dataSource=adopt)
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"].append(s3)
-    pgbackrest["restore"] = {"enabled": True, "repoName": "repo1"}
     await kube.create(CLUSTERS, cluster)
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith("spec.backups.pgbackrest.restore, spec.proxy: accepted")
+    assert condition["message"].startswith("spec.dataSource.volumes, spec.proxy: accepted")
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
@@ -445,7 +445,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
 
     # Without those sections the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    patch = {"spec": {"proxy": None, "backups": {"pgbackrest": {"restore": None}}}}
+    patch = {"spec": {"proxy": None, "dataSource": None}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:
@@ -454,6 +454,65 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
         return "UnsupportedSpec" not in types
 
     await wait_for(cleared)
+
+
+async def test_a_clone_of_a_missing_cluster_starts_no_instance(
+    kube: Client, namespace: str
+) -> None:
+    """A data source that cannot be restored: a condition and a Warning name it, and no
+    instance starts empty in its place."""
+    source = {"postgresCluster": {"clusterName": "nowhere", "repoName": "repo1"}}
+    await kube.create(CLUSTERS, _hippo(namespace, dataSource=source))
+    condition = await wait_for(
+        lambda: _condition(kube, namespace, "PostgresDataInitialized", "InvalidDataSource")
+    )
+    assert condition["status"] == "False"
+    assert 'PostgresCluster "nowhere" does not exist' in condition["message"]
+    event = await wait_for(lambda: _event(kube, namespace, "InvalidDataSource"))
+    assert "spec.dataSource" in event["message"]
+    assert await _instances(kube, namespace) == []
+    assert await _get(kube, JOBS, "hippo-pgbackrest-restore", namespace) is None
+
+
+async def test_a_malformed_restore_is_refused_and_nothing_stops(
+    kube: Client, namespace: str
+) -> None:
+    """An in-place restore whose options cannot work is settled as refused before the
+    instances are touched; a corrected spec alone does not start it."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    (instance,) = await wait_for(lambda: _instances(kube, namespace))
+    patch = {
+        "metadata": {"annotations": {f"{PREFIX}pgbackrest-restore": "one"}},
+        "spec": {
+            "backups": {
+                "pgbackrest": {
+                    "restore": {"enabled": True, "repoName": "repo1", "options": ["--type=soon"]}
+                }
+            }
+        },
+    }
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+    condition = await wait_for(
+        lambda: _condition(kube, namespace, "PGBackRestoreProgressing", "RestoreRefused")
+    )
+    assert "--type=soon is not allowed" in condition["message"]
+    event = await wait_for(lambda: _event(kube, namespace, "InvalidDataSource"))
+    assert "nothing was stopped" in event["message"]
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    assert cluster["status"]["pgbackrest"]["restore"] == {"id": "one", "finished": True}
+    fixed = {"spec": {"backups": {"pgbackrest": {"restore": {"options": ["--type=immediate"]}}}}}
+    await kube.patch(CLUSTERS, "hippo", fixed, namespace=namespace)
+    generation = (await kube.get(CLUSTERS, "hippo", namespace))["metadata"]["generation"]
+
+    async def observed() -> bool:
+        found = await kube.get(CLUSTERS, "hippo", namespace)
+        return bool((found.get("status") or {}).get("observedGeneration") == generation)
+
+    await wait_for(observed)
+    (after,) = await _instances(kube, namespace)
+    assert after["spec"]["replicas"] == 1
+    assert after["metadata"]["uid"] == instance["metadata"]["uid"]
+    assert await _get(kube, JOBS, "hippo-pgbackrest-restore", namespace) is None
 
 
 def _backup_job(namespace: str, name: str, kind: str, schedule: str | None = None) -> JSON:
