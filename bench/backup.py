@@ -67,9 +67,17 @@ async def run(kube: Client, pod: str, container: str, argv: list[str]) -> str:
 
 
 async def primary_pod(kube: Client) -> str:
+    """hippo's primary; waits while there is none (a Patroni loop under load, say)."""
     selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_ROLE}=master"
-    pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
-    return str(pods[0]["metadata"]["name"])
+    found: list[str] = []
+
+    async def primary() -> bool:
+        pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
+        found[:] = [p["metadata"]["name"] for p in pods]
+        return len(found) == 1
+
+    await until(primary, 300)
+    return found[0]
 
 
 async def full_backup_by_hand(kube: Client) -> float:

@@ -28,6 +28,8 @@ LABEL_PGBACKREST_VOLUME = PREFIX + "pgbackrest-volume"
 LABEL_PGBACKREST_RESTORE = PREFIX + "pgbackrest-restore"
 LABEL_PGBACKREST_RESTORE_CONFIG = PREFIX + "pgbackrest-restore-config"
 LABEL_STARTUP_INSTANCE = PREFIX + "startup-instance"
+LABEL_MOVE_JOB = PREFIX + "move-job"
+LABEL_MOVE_PGDATA_DIR = PREFIX + "move-pgdata-dir"
 
 # Label values
 ROLE_PRIMARY = "primary"
@@ -111,6 +113,7 @@ CONTAINER_PGBACKREST = "pgbackrest"
 CONTAINER_PGBACKREST_CONFIG = "pgbackrest-config"
 CONTAINER_PGBACKREST_LOG_DIR = "pgbackrest-log-dir"
 CONTAINER_PGBACKREST_RESTORE = "pgbackrest-restore"
+CONTAINER_MOVE_PGDATA_DIR = "pgdata-move-job"
 PORT_POSTGRES = "postgres"
 REPLICATION_USER = "_crunchyrepl"
 ROOT_CA_SECRET = "pgo-root-cacert"
@@ -165,6 +168,11 @@ def restore_config(cluster: str) -> str:
 def restore_config_copy(name: str, index: int) -> str:
     """The copy, beside the restore Job, of the source cluster's `configuration` item `index`."""
     return f"{name}-restorecopy-{index}"
+
+
+def move_data_directory_job(cluster: str) -> str:
+    """The Job that moves an adopted volume's data directory into place (PGO's migration)."""
+    return f"{cluster}-move-pgdata-dir"
 
 
 def bootstrap_restore_id(cluster: str) -> str:

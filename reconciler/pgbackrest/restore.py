@@ -222,14 +222,6 @@ mv "${pgdata}" "${pgdata}_bootstrap"
 """
 
 
-def bootstrap_command(postgres_version: int) -> str:
-    """Patroni's `existing` bootstrap: the restored data directory moves into place (over
-    the empty directory the instance's startup container made)."""
-    pgdata = postgres.data_directory(postgres_version)
-    script = 'rmdir -- "$2" 2> /dev/null || :; mv -- "$1" "$2"'
-    return shlex.join(["bash", "-ceu", "--", script, "bootstrap", f"{pgdata}_bootstrap", pgdata])
-
-
 def _job_settings(source: Mapping[str, Any]) -> JSON:
     optional = {
         "affinity": source.get("affinity"),
@@ -518,44 +510,3 @@ def _condition_true(status: Mapping[str, Any], type_: str) -> bool:
 def restoring_in_place(status: Mapping[str, Any]) -> bool:
     """Whether an in-place restore is under way: the instances stay stopped meanwhile."""
     return _condition_true(status, naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING)
-
-
-def data_source(spec: Mapping[str, Any]) -> JSON | None:
-    """The data source a new cluster bootstraps from by restoring (`postgresCluster` wins over
-    `pgbackrest`, as in PGO); None when it starts empty."""
-    source = spec.get("dataSource") or {}
-    if source.get("postgresCluster"):
-        return {"postgresCluster": source["postgresCluster"]}
-    if source.get("pgbackrest"):
-        return {"pgbackrest": source["pgbackrest"]}
-    return None
-
-
-def awaiting_data(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-    """Whether a new cluster waits for its restore before any instance may start."""
-    bootstrapped = bool((status.get("patroni") or {}).get("systemIdentifier"))
-    return (
-        data_source(spec) is not None
-        and not bootstrapped
-        and not _condition_true(status, naming.CONDITION_POSTGRES_DATA_INITIALIZED)
-    )
-
-
-def restored(status: Mapping[str, Any]) -> bool:
-    """Whether a restore filled the data directory Patroni has yet to bootstrap from."""
-    bootstrapped = bool((status.get("patroni") or {}).get("systemIdentifier"))
-    restore = (status.get("pgbackrest") or {}).get("restore") or {}
-    return (
-        not bootstrapped
-        and bool(restore.get("succeeded"))
-        and _condition_true(status, naming.CONDITION_POSTGRES_DATA_INITIALIZED)
-    )
-
-
-def failure_summary(log: str, limit: int = 3) -> str:
-    """The last error lines of a failed restore's log (pgBackRest's `ERROR:`, PostgreSQL's
-    `FATAL:`), for an Event; the log's last line when it has none."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    errors = [line for line in lines if "ERROR:" in line or "FATAL:" in line]
-    chosen = errors[-limit:] or lines[-1:]
-    return " | ".join(line[:400] for line in chosen) or "no output"

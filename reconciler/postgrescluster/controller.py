@@ -49,6 +49,7 @@ from reconciler.postgrescluster.steps import (
     services,
     tls,
     users,
+    volumes,
 )
 from reconciler.postgrescluster.watches import CLUSTERS
 from reconciler.runtime import conditions
@@ -67,6 +68,7 @@ RULES = (
     *watches.RULES,
     *pgbackrest.RULES,
     *restore.RULES,
+    *volumes.RULES,
     *rbac.INSTANCE_RULES,
     rbac.OPENSHIFT_RULE,
 )
@@ -75,6 +77,7 @@ STEPS: tuple[Step, ...] = (
     services.reconcile,
     rbac.reconcile,
     restore.reconcile,
+    volumes.reconcile,
     cluster_config.reconcile,
     instances.reconcile,
     rollout.reconcile,

@@ -81,7 +81,9 @@ def _probe(path: str, spec: JSON) -> JSON:
     }
 
 
-def _volumes(owner: Owner, spec: JSON, instance_set: JSON, instance: str) -> list[JSON]:
+def _volumes(
+    owner: Owner, spec: JSON, instance_set: JSON, instance: str, data_claim: str | None
+) -> list[JSON]:
     cluster_cert = spec.get("customTLSSecret") or {
         "name": naming.cluster_certificate_secret(owner.name)
     }
@@ -107,7 +109,9 @@ def _volumes(owner: Owner, spec: JSON, instance_set: JSON, instance: str) -> lis
         },
         {
             "name": "postgres-data",
-            "persistentVolumeClaim": {"claimName": naming.instance_data_volume(instance)},
+            "persistentVolumeClaim": {
+                "claimName": data_claim or naming.instance_data_volume(instance)
+            },
         },
         {
             "name": "database-containerinfo",
@@ -242,9 +246,11 @@ def pod_spec(
     image: str,
     sidecars: bool,
     pgbackrest_image: str | None = None,
+    data_claim: str | None = None,
 ) -> JSON:
     """The pod of one instance: Patroni running PostgreSQL, and its helpers; with
-    `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration."""
+    `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration;
+    `data_claim` names an adopted data volume (else `<instance>-pgdata`)."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
     wal = postgres_config.wal_directory(
@@ -308,7 +314,7 @@ def pod_spec(
             ],
         ),
     ]
-    volumes = _volumes(owner, spec, instance_set, instance)
+    volumes = _volumes(owner, spec, instance_set, instance, data_claim)
     if pgbackrest_image is not None:
         added, added_volumes = pgbackrest_pods.instance_additions(
             owner.name,
@@ -356,8 +362,10 @@ def statefulset(
     replicas: int,
     sidecars: bool,
     pgbackrest_image: str | None = None,
+    data_claim: str | None = None,
 ) -> JSON:
-    """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete)."""
+    """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete);
+    `data_claim` names an adopted data volume."""
     set_name = instance_set["name"]
     labels = naming.instance_labels(owner.name, set_name, instance)
     extra = instance_set.get("metadata")
@@ -388,6 +396,7 @@ def statefulset(
                     image=image,
                     sidecars=sidecars,
                     pgbackrest_image=pgbackrest_image,
+                    data_claim=data_claim,
                 ),
             },
         },

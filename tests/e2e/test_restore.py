@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from reconciler_envtest import images
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.objectstore import ObjectStore
 from reconciler_envtest.pytest_plugin import wait_for
@@ -25,7 +26,7 @@ from reconciler.runtime.resources import (
     PODS,
     SECRETS,
 )
-from tests.e2e.cluster import CLUSTERS, primary_pod, psql, timeline
+from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql, timeline
 from tests.e2e.test_backups import cluster_where, condition, hippo_with_backups
 from tests.e2e.test_s3_backups import CA_FILE, credentials, hippo_s3
 from tests.operator import ready_cluster
@@ -384,3 +385,73 @@ async def test_clone_from_the_cloud_repository_of_a_deleted_cluster(
         return any(r.get("stanzaCreated") for r in repos)
 
     await cluster_where(kube, namespace, own_stanza, 180, control_plane)
+
+
+# What another operator (PGO v4, say) left on a claim: a data directory in a directory of its
+# own, with a table in it.
+LEGACY = """\
+initdb --pgdata=/pgdata/legacy --username=postgres --auth=trust > /dev/null
+pg_ctl --pgdata=/pgdata/legacy --wait \\
+  --options="-c listen_addresses='' -c unix_socket_directories=/tmp" start
+psql -h /tmp -U postgres -d postgres -c "create table legacy as select 42 as answer"
+pg_ctl --pgdata=/pgdata/legacy --wait stop
+"""
+
+
+async def test_an_existing_data_volume_is_adopted(kube: Client, namespace: str) -> None:
+    """PGO's migration path (`dataSource.volumes.pgDataVolume`): the claim keeps its name and
+    its data, becomes the first instance's data volume, and the cluster starts on its data."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "legacy-pgdata", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    await kube.create(PERSISTENT_VOLUME_CLAIMS, claim)
+    image = images.related_images()[f"RELATED_IMAGE_POSTGRES_{images.POSTGRES_VERSION}"]
+    legacy = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "legacy", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"fsGroup": 26},
+            "containers": [
+                {
+                    "name": "legacy",
+                    "image": image,
+                    "command": ["bash", "-ceu", "--", LEGACY],
+                    "volumeMounts": [{"name": "data", "mountPath": "/pgdata"}],
+                }
+            ],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "legacy-pgdata"}}],
+        },
+    }
+    await kube.create(PODS, legacy)
+
+    async def written() -> bool:
+        pod = await kube.get(PODS, "legacy", namespace)
+        phase = (pod.get("status") or {}).get("phase")
+        assert phase != "Failed", pod.get("status")
+        return phase == "Succeeded"
+
+    await wait_for(written, timeout=120, interval=0.5)
+    await kube.delete(PODS, "legacy", namespace)
+    source = {"volumes": {"pgDataVolume": {"pvcName": "legacy-pgdata", "directory": "legacy"}}}
+    await kube.create(CLUSTERS, e2e_hippo(namespace, dataSource=source))
+    ready = await ready_cluster(kube, namespace, timeout=300)
+    initialized = condition(ready, naming.CONDITION_POSTGRES_DATA_INITIALIZED) or {}
+    assert initialized.get("reason") == "PGDataVolumeAdopted", initialized
+    primary = await primary_pod(kube, namespace)
+    assert await psql(kube, primary, namespace, "select answer from legacy") == "42"
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in primary["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"legacy-pgdata"}
+    adopted = await kube.get(PERSISTENT_VOLUME_CLAIMS, "legacy-pgdata", namespace)
+    labels = adopted["metadata"]["labels"]
+    assert labels[naming.LABEL_INSTANCE] == primary["metadata"]["labels"][naming.LABEL_INSTANCE]
+    assert labels[naming.LABEL_ROLE] == "pgdata"
+    assert adopted["metadata"]["ownerReferences"][0]["name"] == "hippo"

@@ -423,9 +423,10 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """A proxy (and volumes to adopt) are accepted but not acted on yet: a condition and one
-    Warning say so; the rest of the cluster, its repositories included, is managed."""
-    adopt = {"volumes": {"pgDataVolume": {"pvcName": "old-pgdata", "directory": "old"}}}
+    """A proxy (and a repository volume to adopt) are accepted but not acted on yet: a
+    condition and one Warning say so; the rest of the cluster, its repositories included, is
+    managed."""
+    adopt = {"volumes": {"pgBackRestVolume": {"pvcName": "old-repo", "directory": "old"}}}
     cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}}, dataSource=adopt)
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
@@ -434,7 +435,9 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith("spec.dataSource.volumes, spec.proxy: accepted")
+    assert condition["message"].startswith(
+        "spec.dataSource.volumes.pgBackRestVolume, spec.proxy: accepted"
+    )
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)

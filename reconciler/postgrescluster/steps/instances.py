@@ -18,7 +18,7 @@ from reconciler.pgbackrest import config as pgbackrest_config
 from reconciler.pgbackrest import restore
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.pki import authority, certificates
-from reconciler.postgrescluster import instance_objects, instance_pod
+from reconciler.postgrescluster import data_source, instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.observed import instance_of, instance_set_of, pod_ready
 from reconciler.postgrescluster.stop import stop_instances
@@ -60,7 +60,7 @@ async def reconcile(ctx: Context) -> None:
     instances only stop, the primary last."""
     statefulsets, pods = ctx.instances.statefulsets, ctx.instances.pods
     wanted_sets = {s["name"]: s for s in ctx.spec["instances"]}
-    if restore.awaiting_data(ctx.spec, ctx.status):
+    if data_source.awaiting_data(ctx.spec, ctx.status):
         ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
         return
     leader = ctx.instances.primary
@@ -162,8 +162,8 @@ def _record_startup_instance(
     startup = ctx.status.get("startupInstance")
     if startup:
         pod = ctx.cached(PODS, naming.instance_pod(startup))
-        volume = ctx.cached(PERSISTENT_VOLUME_CLAIMS, naming.instance_data_volume(startup))
-        gone = pod is None and volume is None and ctx.cached(STATEFUL_SETS, startup) is None
+        volumes = ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_INSTANCE: startup})
+        gone = pod is None and not volumes and ctx.cached(STATEFUL_SETS, startup) is None
         if gone or (pod is not None and pod_ready(pod)):
             ctx.status.pop("startupInstance", None)
             ctx.status.pop("startupInstanceSet", None)
@@ -200,17 +200,19 @@ async def _apply_instance(
         bootstrapped=ctx.bootstrapped,
         replica_methods=_replica_methods(ctx, separate_wal=separate_wal),
         bootstrap_command=(
-            restore.bootstrap_command(spec["postgresVersion"])
-            if restore.restored(ctx.status)
+            data_source.bootstrap_command(spec["postgresVersion"])
+            if data_source.from_existing_data(ctx.status)
             else None
         ),
     )
     await ctx.apply(
         CONFIG_MAPS, instance_objects.config_map(owner, instance_set, instance, document)
     )
-    await _apply_volume(
-        ctx, instance_objects.data_volume(owner, instance_set, instance), resize_errors
-    )
+    adopted = _adopted_claim(ctx, instance)
+    if adopted is None:
+        await _apply_volume(
+            ctx, instance_objects.data_volume(owner, instance_set, instance), resize_errors
+        )
     if separate_wal:
         await _apply_volume(
             ctx,
@@ -234,8 +236,20 @@ async def _apply_instance(
             replicas=replicas,
             sidecars=ctx.environment.instance_sidecars,
             pgbackrest_image=ctx.pgbackrest_image if backups_enabled(spec) else None,
+            data_claim=adopted,
         ),
     )
+
+
+def _adopted_claim(ctx: Context, instance: str) -> str | None:
+    """The name of the instance's data volume when it is an adopted claim (it keeps its name,
+    and its spec is the user's: only its labels are ours); None for `<instance>-pgdata`."""
+    labels = {naming.LABEL_INSTANCE: instance, naming.LABEL_ROLE: naming.ROLE_POSTGRES_DATA}
+    for claim in ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, labels):
+        name = str(claim["metadata"]["name"])
+        if name != naming.instance_data_volume(instance):
+            return name
+    return None
 
 
 async def _apply_volume(ctx: Context, claim: JSON, resize_errors: list[str]) -> None:

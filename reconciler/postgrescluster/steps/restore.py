@@ -30,7 +30,7 @@ import structlog
 from reconciler import naming
 from reconciler.pgbackrest import config, restore
 from reconciler.pgbackrest.postgres import backups_enabled
-from reconciler.postgrescluster import instance_objects
+from reconciler.postgrescluster import data_source, instance_objects, job_logs
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.observed import instance_of, is_primary, pod_ready
 from reconciler.postgrescluster.watches import CLUSTERS
@@ -88,7 +88,7 @@ async def reconcile(ctx: Context) -> Result | None:
         await _preview(ctx, section)
     if _in_place_requested(ctx) or restore.restoring_in_place(ctx.status):
         return await _in_place(ctx, job)
-    if restore.data_source(ctx.spec) is not None:
+    if data_source.restore_source(ctx.spec) is not None:
         return await _bootstrap(ctx, job)
     return None
 
@@ -122,7 +122,12 @@ async def _in_place(ctx: Context, job: JSON | None) -> Result | None:
         return await _start_in_place(ctx, entry["id"])
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _failed(ctx, job, await _job_error(ctx, job), in_place=True)
+        await _failed(
+            ctx,
+            job,
+            await job_logs.job_error(ctx, job, naming.CONTAINER_PGBACKREST_RESTORE),
+            in_place=True,
+        )
         return None
     if outcome == "Complete":
         return await _replace_instances(ctx, job)
@@ -210,13 +215,13 @@ async def _bootstrap(ctx: Context, job: JSON | None) -> Result | None:
                 "The cluster is already bootstrapped",
             )
         return None
-    if not restore.awaiting_data(ctx.spec, ctx.status):
+    if not data_source.awaiting_data(ctx.spec, ctx.status):
         return None  # restored: the instance bootstraps from it
     identifier = naming.bootstrap_restore_id(ctx.name)
     pgbackrest: JSON = ctx.status.setdefault("pgbackrest", {})
     if (pgbackrest.get("restore") or {}).get("id") != identifier:
         pgbackrest["restore"] = {"id": identifier, "finished": False}
-    source = restore.data_source(ctx.spec) or {}
+    source = data_source.restore_source(ctx.spec) or {}
     try:
         plan = await _plan(ctx, next(iter(source.values())), in_place=False)
         if job is None:
@@ -242,7 +247,12 @@ async def _bootstrap(ctx: Context, job: JSON | None) -> Result | None:
         return None
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _failed(ctx, job, await _job_error(ctx, job), in_place=False)
+        await _failed(
+            ctx,
+            job,
+            await job_logs.job_error(ctx, job, naming.CONTAINER_PGBACKREST_RESTORE),
+            in_place=False,
+        )
     elif outcome == "Complete":
         await _restored(ctx, job)
     return None
@@ -487,21 +497,6 @@ async def _start(ctx: Context, plan: Plan, identifier: str, set_name: str) -> No
             PERSISTENT_VOLUME_CLAIMS,
             instance_objects.data_volume(ctx.owner, instance_set, instance, wal=True),
         )
-
-
-async def _job_error(ctx: Context, job: JSON) -> str:
-    """pgBackRest's (or PostgreSQL's) error from the log of the restore Job's last pod."""
-    pods = ctx.cluster_objects(PODS, {"batch.kubernetes.io/controller-uid": job["metadata"]["uid"]})
-    if not pods:
-        return "the restore Job failed (its pods are gone)"
-    pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
-    path = PODS.path(ctx.namespace, pod["metadata"]["name"], "log")
-    params = {"container": naming.CONTAINER_PGBACKREST_RESTORE, "tailLines": "200"}
-    try:
-        text = await ctx.client.request_bytes("GET", path, params=params, resource="pods/log")
-    except (ApiError, ConnectionError) as error:
-        return f"the restore Job failed; its log could not be read: {error}"
-    return restore.failure_summary(text.decode(errors="replace"))
 
 
 async def _failed(ctx: Context, job: JSON | None, error: str, *, in_place: bool) -> None:

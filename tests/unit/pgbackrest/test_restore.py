@@ -231,33 +231,9 @@ def test_the_preview_refuses_what_the_repository_cannot_do(options: list[str], s
         restore.preview([{"name": "db", "backup": []}], restore.parse_options([]), "repo1", now=NOW)
 
 
-def test_what_the_state_of_a_restore_means_for_the_instances() -> None:
-    data_source = {**SPEC, "dataSource": {"postgresCluster": {"repoName": "repo1"}}}
-    assert restore.awaiting_data(data_source, {})
-    done = {
-        "conditions": [{"type": naming.CONDITION_POSTGRES_DATA_INITIALIZED, "status": "True"}],
-        "pgbackrest": {"restore": {"id": "x", "finished": True, "succeeded": 1}},
-    }
-    assert not restore.awaiting_data(data_source, done)
-    assert restore.restored(done)
-    assert not restore.restored({**done, "patroni": {"systemIdentifier": "7"}})
-    assert not restore.awaiting_data(SPEC, {})
+def test_an_in_place_restore_under_way_holds_the_instances() -> None:
     running = {
         "conditions": [{"type": naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING, "status": "True"}]
     }
     assert restore.restoring_in_place(running)
     assert not restore.restoring_in_place({})
-
-
-def test_a_failed_restore_is_summed_up_by_its_errors() -> None:
-    log = "P00 INFO: restore command begin\nP00 ERROR: [075]: no backup set found\nP00 INFO: end\n"
-    assert restore.failure_summary(log) == "P00 ERROR: [075]: no backup set found"
-    assert restore.failure_summary("just this\n") == "just this"
-    fatal = "LOG: x\nFATAL:  recovery ended before configured recovery target was reached\n"
-    assert "recovery ended before" in restore.failure_summary(fatal)
-
-
-def test_patroni_moves_the_restored_directory_into_place() -> None:
-    command = restore.bootstrap_command(15)
-    assert command.startswith("bash -ceu -- ")
-    assert command.endswith("bootstrap /pgdata/pg15_bootstrap /pgdata/pg15")
