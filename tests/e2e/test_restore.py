@@ -1,6 +1,7 @@
 """Restores on real processes: a clone into another namespace while the source keeps
 writing, a restore refused before anything stops, a restore that fails and leaves the cluster
-its data, and a point-in-time restore in place, checked row by row."""
+its data, a point-in-time restore in place, checked row by row, a clone from the S3 repository
+of a deleted cluster, and the adoption of an existing data volume."""
 
 from __future__ import annotations
 

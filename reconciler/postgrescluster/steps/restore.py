@@ -81,6 +81,12 @@ async def reconcile(ctx: Context) -> Result | None:
     entry = (ctx.status.get("pgbackrest") or {}).get("restore")
     if job is not None and entry is not None and _job_id(job) == entry.get("id"):
         jobs.record(entry, job)
+    done = ctx.bootstrapped and not restore.restoring_in_place(ctx.status)
+    if job is not None and done and jobs.finished(job) == "Complete":
+        # Its data became the cluster's (PGO removes it then too); a failed one stays, for
+        # its log, until the next restore.
+        await ctx.delete(JOBS, job)
+        job = None
     section = _restore_spec(ctx)
     if section is None:
         ctx.clear_condition(naming.CONDITION_PGBACKREST_RESTORE_PREVIEW)
