@@ -20,6 +20,7 @@ from reconciler import naming
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
+    CRON_JOBS,
     EVENTS,
     JOBS,
     NAMESPACES,
@@ -114,6 +115,7 @@ async def test_clone_then_restores_in_place(
 ) -> None:
     cluster = hippo_with_backups(namespace)
     cluster["spec"]["instances"][0]["replicas"] = 2
+    cluster["spec"]["backups"]["pgbackrest"]["repos"][0]["schedules"] = {"full": "0 1 * * 0"}
     await kube.create(CLUSTERS, cluster)
     await cluster_where(
         kube,
@@ -290,6 +292,8 @@ async def _point_in_time(
         {"metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_RESTORE: "pitr"}}},
         namespace=namespace,
     )
+    # No scheduled backup starts while the instances are down for the restore.
+    await wait_for(lambda: _schedule_suspended(kube, namespace, True), timeout=60, interval=0.5)
     cluster = await cluster_where(
         kube,
         namespace,
@@ -318,6 +322,13 @@ async def _point_in_time(
         return 100 in await rows(kube, replica, namespace)
 
     await wait_for(replicated, timeout=120, interval=0.5)
+    # The schedule resumes once the restored cluster has its replica-create backup.
+    await wait_for(lambda: _schedule_suspended(kube, namespace, False), timeout=300, interval=1)
+
+
+async def _schedule_suspended(kube: Client, namespace: str, suspended: bool) -> bool:
+    cron = await kube.get(CRON_JOBS, "hippo-repo1-full", namespace)
+    return bool(cron["spec"].get("suspend")) == suspended
 
 
 @pytest.mark.timeout(1200)

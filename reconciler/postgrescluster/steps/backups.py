@@ -15,7 +15,7 @@ import secrets
 
 from reconciler import naming
 from reconciler.intent import Owner, metadata
-from reconciler.pgbackrest import config, pods
+from reconciler.pgbackrest import config, pods, restore
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime import jobs
@@ -220,9 +220,17 @@ async def _scheduled(ctx: Context, image: str) -> None:
         if existing["metadata"]["name"] not in wanted:
             await ctx.delete(CRON_JOBS, existing)
     ready = ctx.bootstrapped and _condition_true(ctx, naming.CONDITION_PGBACKREST_REPLICA_CREATE)
+    restoring = restore.restoring_in_place(ctx.status)
     for intent in wanted.values():
         repo = intent["metadata"]["labels"][naming.LABEL_PGBACKREST_REPO]
         entry = _repo_status(ctx, repo)
+        if restoring:
+            # Beyond PGO: no scheduled backup starts while the instances are down for a
+            # restore (it could only fail); the schedules resume with the restored cluster.
+            if ctx.cached(CRON_JOBS, intent["metadata"]["name"]) is not None:
+                intent["spec"]["suspend"] = True
+                await ctx.apply(CRON_JOBS, intent)
+            continue
         if not ready:
             continue
         if entry is None or not entry.get("stanzaCreated"):
