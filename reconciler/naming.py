@@ -34,6 +34,7 @@ ROLE_PATRONI_REPLICA = "replica"
 ROLE_POSTGRES_DATA = "pgdata"
 ROLE_POSTGRES_WAL = "pgwal"
 ROLE_POSTGRES_USER = "pguser"
+ROLE_PGBOUNCER = "pgbouncer"
 DATA_POSTGRES = "postgres"
 DATA_PGBACKREST = "pgbackrest"
 
@@ -68,6 +69,7 @@ CONDITION_PGBACKREST_REPLICA_CREATE = "PGBackRestReplicaCreate"
 CONDITION_PGBACKREST_MANUAL_BACKUP = "PGBackRestManualBackupSuccessful"
 # Beyond PGO: WAL reaches the repositories (steps/archiving.py).
 CONDITION_PGBACKREST_ARCHIVING = "PGBackRestArchiving"
+CONDITION_PROXY_AVAILABLE = "ProxyAvailable"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -99,6 +101,10 @@ CONTAINER_REPLICATION_CERT_COPY = "replication-cert-copy"
 CONTAINER_PGBACKREST = "pgbackrest"
 CONTAINER_PGBACKREST_CONFIG = "pgbackrest-config"
 CONTAINER_PGBACKREST_LOG_DIR = "pgbackrest-log-dir"
+CONTAINER_PGBOUNCER = "pgbouncer"
+CONTAINER_PGBOUNCER_CONFIG = "pgbouncer-config"
+PORT_PGBOUNCER = "pgbouncer"
+PGBOUNCER_USER = "_crunchypgbouncer"
 PORT_POSTGRES = "postgres"
 REPLICATION_USER = "_crunchyrepl"
 ROOT_CA_SECRET = "pgo-root-cacert"
@@ -158,6 +164,16 @@ def pgbackrest_labels(cluster: str) -> dict[str, str]:
 def repo_host_labels(cluster: str) -> dict[str, str]:
     """The selector of the repository host's pod."""
     return {**pgbackrest_labels(cluster), LABEL_PGBACKREST_DEDICATED: ""}
+
+
+def pgbouncer(cluster: str) -> str:
+    """pgBouncer's Deployment, Service, ConfigMap, Secret and PodDisruptionBudget."""
+    return f"{cluster}-pgbouncer"
+
+
+def pgbouncer_labels(cluster: str) -> dict[str, str]:
+    """The labels of pgBouncer's objects, also the selector of its pods."""
+    return {LABEL_CLUSTER: cluster, LABEL_ROLE: ROLE_PGBOUNCER}
 
 
 def cluster_config_map(cluster: str) -> str:

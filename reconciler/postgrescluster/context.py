@@ -38,6 +38,7 @@ class Environment:
     images: Mapping[str, str] = field(default_factory=dict)  # POSTGRES_17 -> image, etc.
     instance_sidecars: bool = True
     auto_create_user_schema: bool = True  # the AutoCreateUserSchema feature gate
+    pgbouncer_sidecars: bool = False  # the PGBouncerSidecars feature gate
 
 
 @dataclass

@@ -42,6 +42,7 @@ from reconciler.postgrescluster.steps import (
     instances,
     patroni,
     pgbackrest,
+    pgbouncer,
     postgres_users,
     rbac,
     rollout,
@@ -62,7 +63,13 @@ log = structlog.get_logger(__name__)
 
 NAME = naming.FIELD_MANAGER
 # The permissions of the controller's own calls, and those it grants to the instances.
-RULES = (*watches.RULES, *pgbackrest.RULES, *rbac.INSTANCE_RULES, rbac.OPENSHIFT_RULE)
+RULES = (
+    *watches.RULES,
+    *pgbackrest.RULES,
+    *pgbouncer.RULES,
+    *rbac.INSTANCE_RULES,
+    rbac.OPENSHIFT_RULE,
+)
 STEPS: tuple[Step, ...] = (
     tls.reconcile,
     services.reconcile,
@@ -72,6 +79,7 @@ STEPS: tuple[Step, ...] = (
     rollout.reconcile,
     users.reconcile,
     postgres_users.reconcile,
+    pgbouncer.reconcile,
     database_init.reconcile,
     pgbackrest.reconcile,
     backups.reconcile,
@@ -338,6 +346,7 @@ async def setup(manager: Manager, settings: Settings) -> None:
         images=settings.images,
         instance_sidecars=settings.feature_gates.get("InstanceSidecars", True),
         auto_create_user_schema=settings.feature_gates.get("AutoCreateUserSchema", True),
+        pgbouncer_sidecars=settings.feature_gates.get("PGBouncerSidecars", False),
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(
