@@ -22,19 +22,11 @@ from reconciler.runtime.resources import (
     Resource,
 )
 from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
-from tests.operator import ready_cluster
+from tests.operator import found, ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 KINDS: tuple[Resource, ...] = (DEPLOYMENTS, SERVICES, CONFIG_MAPS, SECRETS)
-
-
-async def _exists(kube: Client, resource: Resource, name: str, namespace: str) -> bool:
-    try:
-        await kube.get(resource, name, namespace)
-    except NotFoundError:
-        return False
-    return True
 
 
 async def pgbouncer_client(
@@ -96,8 +88,8 @@ async def _scale(kube: Client, namespace: str, replicas: int) -> None:
 
 async def _budget(kube: Client, namespace: str, *, present: bool) -> None:
     async def probe() -> bool:
-        found = await _exists(kube, POD_DISRUPTION_BUDGETS, "hippo-pgbouncer", namespace)
-        return found == present
+        budget = await found(kube, POD_DISRUPTION_BUDGETS, "hippo-pgbouncer", namespace)
+        return (budget is not None) == present
 
     await wait_for(probe, timeout=60)
 
@@ -144,7 +136,7 @@ async def _turned_off(kube: Client, namespace: str) -> None:
 
     async def removed() -> bool:
         for resource in (*KINDS, POD_DISRUPTION_BUDGETS):
-            if await _exists(kube, resource, "hippo-pgbouncer", namespace):
+            if await found(kube, resource, "hippo-pgbouncer", namespace) is not None:
                 return False
         data = (await kube.get(SECRETS, "hippo-pguser-hippo", namespace))["data"]
         if any(key.startswith("pgbouncer-") for key in data):

@@ -202,8 +202,9 @@ async def test_steady_state_sends_no_writes(
     kube: Client, namespace: str, operator_kubeconfig: Path
 ) -> None:
     """A fresh operator finds the converged cluster and writes nothing, on start (a restart
-    or upgrade) and on later reconciles (here: after an unrelated annotation)."""
-    await kube.create(CLUSTERS, _hippo(namespace))
+    or upgrade) and on later reconciles (here: after an unrelated annotation); pgBouncer's
+    objects and certificate included."""
+    await kube.create(CLUSTERS, _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}))
     await _ready(kube, namespace)
     statefulsets = await _instances(kube, namespace)
     revisions = len((await kube.list(CONTROLLER_REVISIONS, namespace)).items)
@@ -423,9 +424,9 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """A proxy (and a restore) are accepted but not run yet: a condition and one Warning say
+    """Monitoring (and a restore) are accepted but not run yet: a condition and one Warning say
     so; the rest of the cluster, its repositories included, is managed."""
-    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}})
+    cluster = _hippo(namespace, monitoring={"pgmonitor": {"exporter": {}}})
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"].append(s3)
@@ -434,7 +435,9 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith("spec.backups.pgbackrest.restore, spec.proxy: accepted")
+    assert condition["message"].startswith(
+        "spec.backups.pgbackrest.restore, spec.monitoring: accepted"
+    )
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
@@ -445,7 +448,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
 
     # Without those sections the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    patch = {"spec": {"proxy": None, "backups": {"pgbackrest": {"restore": None}}}}
+    patch = {"spec": {"monitoring": None, "backups": {"pgbackrest": {"restore": None}}}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:
