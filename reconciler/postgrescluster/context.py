@@ -61,6 +61,12 @@ class Memory:
     archiving_observed: float = float("-inf")
     # databaseInitSQL's back-off: (next attempt (monotonic), current delay).
     database_init_retry: tuple[float, float] | None = None
+    # The switchover trigger this process carried out last: a reconcile that follows at once
+    # may read a cached status that does not show it yet, and must not switch over again.
+    switchover_trigger: str = ""
+    # Whether this process has resumed the cluster's pgBouncers once: an operator that stopped
+    # between PAUSE and RESUME must not leave them holding clients.
+    pools_resumed: bool = False
 
 
 def image_key(spec: JSON) -> str:

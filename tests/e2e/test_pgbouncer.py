@@ -3,14 +3,17 @@ pooling, users added later, scaling and its disruption budget, pooling turned of
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler.postgrescluster.observed import pod_ready
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
@@ -19,13 +22,24 @@ from reconciler.runtime.resources import (
     PODS,
     SECRETS,
     SERVICES,
+    STATEFUL_SETS,
     Resource,
 )
-from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
+from tests.e2e.cluster import (
+    CLUSTERS,
+    PREFIX,
+    Writer,
+    create_replicated,
+    e2e_hippo,
+    primary_pod,
+    psql,
+    user_credentials,
+)
 from tests.operator import found, ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
 
+INSTANCES = f"{PREFIX}cluster=hippo,{PREFIX}instance"
 KINDS: tuple[Resource, ...] = (DEPLOYMENTS, SERVICES, CONFIG_MAPS, SECRETS)
 
 
@@ -194,3 +208,101 @@ async def test_pooling_through_pgbouncer(kube: Client, namespace: str) -> None:
     assert await again.fetchval("select count(*) from pooled") == 1
     await again.close()
     assert await _role_count(kube, namespace) == "1"
+
+
+async def _writes_during(
+    kube: Client, namespace: str, change: Callable[[], Awaitable[None]]
+) -> tuple[Writer, Writer]:
+    """The same write loop through pgBouncer and straight to `<c>-primary` while `change`
+    runs; both stopped after 20 more writes each once it is done."""
+    direct, direct_tls = await user_credentials(kube, namespace)
+    pooled, pooled_tls = await pgbouncer_client(kube, namespace)
+    # The same patience for both: a write is failed after 10 s.
+    writers = (
+        Writer(pooled, pooled_tls, timeout=10, table="pooled_writes"),
+        Writer(direct, direct_tls, timeout=10, table="direct_writes"),
+    )
+    tasks = [asyncio.create_task(w.run()) for w in writers]
+    for writer in writers:
+        await writer.wait_acknowledged(20, timeout=60)
+        writer.measure_from_now()
+    await change()
+    for writer in writers:
+        await writer.wait_acknowledged(len(writer.acknowledged) + 20, timeout=60)
+        writer.stop()
+    await asyncio.gather(*tasks)
+    check = await wait_for(
+        lambda: connect_through_pgbouncer(kube, namespace, statement_cache_size=0), timeout=60
+    )
+    for writer in writers:
+        assert not await writer.missing(check)
+    await check.close()
+    return writers
+
+
+async def test_primary_moves_without_errors_through_pgbouncer(kube: Client, namespace: str) -> None:
+    """A switchover by annotation and a rolling update, each under the same write loop through
+    pgBouncer (transaction pooling: the pools are paused while the primary moves) and straight
+    to the primary Service: pgBouncer's loop has no failed write."""
+    proxy = {"pgBouncer": {"replicas": 2, "config": {"global": {"pool_mode": "transaction"}}}}
+    await create_replicated(
+        kube,
+        namespace,
+        users=[{"name": "hippo", "databases": ["zoo"]}],
+        proxy=proxy,
+        patroni={"switchover": {"enabled": True}},
+    )
+    await wait_for(lambda: _proxy_available(kube, namespace, 2), timeout=120)
+    setup = await wait_for(
+        lambda: connect_through_pgbouncer(kube, namespace, statement_cache_size=0),
+        timeout=120,
+        interval=1,
+    )
+    await setup.execute("create table pooled_writes (n int primary key)")
+    await setup.execute("create table direct_writes (n int primary key)")
+    await setup.close()
+    primary = await primary_pod(kube, namespace)
+
+    async def switchover() -> None:
+        patch = {"metadata": {"annotations": {f"{PREFIX}trigger-switchover": "one"}}}
+        await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+        await primary_pod(kube, namespace, other_than=primary["metadata"]["name"])
+
+    pooled, direct = await _writes_during(kube, namespace, switchover)
+    print(f"switchover, through pgBouncer: {pooled.summary()} {pooled.errors}")
+    print(f"switchover, straight to the primary: {direct.summary()}")
+    assert pooled.failures == 0
+
+    async def rolling_update() -> None:
+        before = set((await _revisions(kube, namespace)).values())
+        resources = {"requests": {"cpu": "100m"}}  # a template change that restarts each pod
+        patch = [{"op": "add", "path": "/spec/instances/0/resources", "value": resources}]
+        await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace, patch_type="json")
+        await wait_for(lambda: _rolled(kube, namespace, before), timeout=300, interval=1)
+
+    pooled, direct = await _writes_during(kube, namespace, rolling_update)
+    print(f"rolling update, through pgBouncer: {pooled.summary()} {pooled.errors}")
+    print(f"rolling update, straight to the primary: {direct.summary()}")
+    assert pooled.failures == 0
+
+
+async def _revisions(kube: Client, namespace: str) -> dict[str, str | None]:
+    """Each instance's current template revision."""
+    statefulsets = (await kube.list(STATEFUL_SETS, namespace, label_selector=INSTANCES)).items
+    return {
+        s["metadata"]["name"]: (s.get("status") or {}).get("updateRevision") for s in statefulsets
+    }
+
+
+async def _rolled(kube: Client, namespace: str, before: set[str | None]) -> bool:
+    """Every instance has a new template revision, and its pod runs it and is ready."""
+    current = await _revisions(kube, namespace)
+    if before & set(current.values()):
+        return False
+    pods = (await kube.list(PODS, namespace, label_selector=INSTANCES)).items
+    return len(pods) == len(current) and all(
+        pod_ready(p)
+        and p["metadata"]["labels"].get("controller-revision-hash")
+        == current.get(p["metadata"]["labels"][f"{PREFIX}instance"])
+        for p in pods
+    )

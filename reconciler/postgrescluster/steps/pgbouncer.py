@@ -6,7 +6,8 @@ verifier and auth file, the frontend certificate issued by the namespace root un
 more than zero pods must stay. In PostgreSQL, once the primary is ready: the role, schema and
 `get_auth` function (`reconciler.pgbouncer.postgres`), recorded in
 `status.proxy.pgBouncer.postgresRevision`. `status.proxy.pgBouncer` and `ProxyAvailable` follow
-the Deployment. Turning pooling off removes all of it, in PostgreSQL too.
+the Deployment. Turning pooling off removes all of it, in PostgreSQL too. Once per operator
+process, the pools are resumed, in case a predecessor stopped while they were paused.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from reconciler.pgbouncer import config, objects
 from reconciler.pgbouncer import postgres as pgbouncer_sql
 from reconciler.pki import authority, certificates
 from reconciler.postgres import connection, password
+from reconciler.postgrescluster import pooling
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import JSON
 from reconciler.runtime.rbac import APPLY, READ, Rule
@@ -93,8 +95,20 @@ async def reconcile(ctx: Context) -> None:
     else:
         await ctx.apply(POD_DISRUPTION_BUDGETS, objects.disruption_budget(owner, spec, minimum))
     _observe(ctx, deployment)
+    await _resume_once(ctx)
     verifier = base64.b64decode(secret["data"][config.VERIFIER_KEY]).decode()
     await _in_postgres(ctx, pgbouncer_sql.enable_statements(verifier), enable=True)
+
+
+async def _resume_once(ctx: Context) -> None:
+    """RESUME the pools once per operator process: a predecessor may have stopped while they
+    were paused around a switchover (`pooling.primary_moves`)."""
+    if ctx.memory.pools_resumed:
+        return
+    held = pooling.consoles(ctx)
+    if held is not None:
+        await held.resume()
+        ctx.memory.pools_resumed = True
 
 
 def _secret_data(ctx: Context) -> dict[str, str | bytes]:
