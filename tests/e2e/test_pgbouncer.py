@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,6 +130,37 @@ async def _transaction_pooling(kube: Client, namespace: str) -> None:
     assert len(pids) == 1, f"two server connections ({pids}) with default_pool_size 1"
 
 
+async def _presented_certificate(kube: Client, namespace: str) -> bytes:
+    """The certificate pgBouncer presents now to a new client (verified, as clients do)."""
+    host = f"hippo-pgbouncer.{namespace}.svc"
+    _, tls = await pgbouncer_client(kube, namespace)
+    reader, writer = await asyncio.open_connection(host, 5432)
+    try:
+        writer.write(struct.pack("!ii", 8, 80877103))  # PostgreSQL's SSLRequest
+        assert await reader.readexactly(1) == b"S"
+        await writer.start_tls(tls, server_hostname=host)
+        return bytes(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+    finally:
+        writer.close()
+
+
+async def _certificate_rotation(kube: Client, namespace: str) -> None:
+    """A new frontend certificate reaches pgBouncer by a reload: new clients get it, a client
+    connected before keeps its connection."""
+    before = await _presented_certificate(kube, namespace)
+    connected = await connect_through_pgbouncer(kube, namespace, statement_cache_size=0)
+    assert connected is not None
+    keys = {"pgbouncer-frontend.crt": None, "pgbouncer-frontend.key": None}
+    await kube.patch(SECRETS, "hippo-pgbouncer", {"data": keys}, namespace=namespace)
+
+    async def rotated() -> bool:
+        return await _presented_certificate(kube, namespace) != before
+
+    await wait_for(rotated, timeout=60, interval=1)
+    assert await connected.fetchval("select count(*) from pooled") == 1
+    await connected.close()
+
+
 async def _user_added_later(kube: Client, namespace: str) -> None:
     """A user added to the spec logs in through pgBouncer; no pgBouncer pod restarted."""
     pods = await _bouncer_pods(kube, namespace)
@@ -179,6 +211,7 @@ async def test_pooling_through_pgbouncer(kube: Client, namespace: str) -> None:
     print(f"status.proxy.pgBouncer: {cluster['status']['proxy']['pgBouncer']}")
     await _budget(kube, namespace, present=False)
     await _transaction_pooling(kube, namespace)
+    await _certificate_rotation(kube, namespace)
     # What the operator set up in PostgreSQL: the schema in every database, templates too.
     primary = await primary_pod(kube, namespace)
     for database in ("postgres", "zoo", "template1"):
