@@ -47,6 +47,15 @@ def settings(spec: JSON) -> JSON | None:
     return (spec.get("proxy") or {}).get("pgBouncer")
 
 
+def pauses_cleanly(spec: JSON) -> bool:
+    """Whether PAUSE holds clients without cutting them: with transaction or statement pooling
+    (`global.pool_mode`) it waits for transactions only; with session pooling (pgBouncer's
+    default) it waits until every client disconnects, and a switchover cuts their sessions
+    anyway."""
+    chosen = ((settings(spec) or {}).get("config") or {}).get("global") or {}
+    return chosen.get("pool_mode", "session") in ("transaction", "statement")
+
+
 def _absolute(path: str) -> str:
     return f"{DIRECTORY}/{path}"
 

@@ -36,10 +36,11 @@ REASON_RESUMED_ON_TIMEOUT = "PGBouncerResumedOnTimeout"
 
 def consoles(ctx: Context) -> Consoles | None:
     """The admin consoles of the cluster's ready pgBouncer pods; None when there is nothing to
-    pause (pooling off, no pod ready yet) or no way to verify them (a custom frontend
-    certificate, whose CA the operator does not hold)."""
+    pause (pooling off, no pod ready yet), when pausing would only delay the move (session
+    pooling), or when they cannot be verified (a custom frontend certificate, whose CA the
+    operator does not hold)."""
     bouncer = config.settings(ctx.spec)
-    if bouncer is None or bouncer.get("customTLSSecret"):
+    if bouncer is None or bouncer.get("customTLSSecret") or not config.pauses_cleanly(ctx.spec):
         return None
     secret = ctx.cached(SECRETS, naming.pgbouncer(ctx.name))
     stored = ((secret or {}).get("data") or {}).get(config.PASSWORD_KEY)

@@ -179,9 +179,12 @@ async def _remove(ctx: Context) -> None:
     for resource in _KINDS:
         await _delete_cached(ctx, resource)
     ctx.clear_condition(naming.CONDITION_PROXY_AVAILABLE)
-    if not _proxy_status(ctx).get("postgresRevision"):
+    revision = _proxy_status(ctx).get("postgresRevision")
+    if not revision:
         ctx.status.pop("proxy", None)
         return
+    # No pods any more; the revision stays until the removal SQL has run.
+    ctx.status["proxy"] = {"pgBouncer": {"postgresRevision": revision}}
     await _in_postgres(ctx, pgbouncer_sql.disable_statements(), enable=False)
 
 

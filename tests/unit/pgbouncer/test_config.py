@@ -123,3 +123,12 @@ def test_reloader_signals_pgbouncer_when_the_directory_changes() -> None:
     assert command[:3] == ["bash", "-ceu", "--"]
     assert command[4:] == ["pgbouncer-config", "/etc/pgbouncer"]
     assert "pkill -HUP --exact pgbouncer" in command[3]
+
+
+def test_pausing_is_for_transaction_and_statement_pooling() -> None:
+    """PAUSE with session pooling waits for every client to leave: not worth a switchover's
+    delay."""
+    assert not config.pauses_cleanly(_spec())
+    assert not config.pauses_cleanly(_spec(config={"global": {"pool_mode": "session"}}))
+    assert config.pauses_cleanly(_spec(config={"global": {"pool_mode": "transaction"}}))
+    assert config.pauses_cleanly(_spec(config={"global": {"pool_mode": "statement"}}))
