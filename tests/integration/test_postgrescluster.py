@@ -206,6 +206,13 @@ async def test_steady_state_sends_no_writes(
     objects and certificate included."""
     await kube.create(CLUSTERS, _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}))
     await _ready(kube, namespace)
+
+    async def pooler_settled() -> bool:
+        status = (await kube.get(CLUSTERS, "hippo", namespace)).get("status") or {}
+        pods = ((status.get("proxy") or {}).get("pgBouncer") or {}).get("readyReplicas")
+        return pods == 2 and "ProxyAvailable" in {c["type"] for c in status["conditions"]}
+
+    await wait_for(pooler_settled)
     statefulsets = await _instances(kube, namespace)
     revisions = len((await kube.list(CONTROLLER_REVISIONS, namespace)).items)
     async with _second_operator(operator_kubeconfig, namespace) as second:
