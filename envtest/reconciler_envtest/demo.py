@@ -224,6 +224,7 @@ def main() -> None:
         '{"spec":{"backups":{"pgbackrest":{"manual":'
         '{"repoName":"repo1","options":["--type=full"]}}}}}'
     )
+    pooler = '{"spec":{"proxy":{"pgBouncer":{"config":{"global":{"pool_mode":"transaction"}}}}}}'
     print(
         "\nnext, in your shell (kubectl here runs on this machine; PGO's documentation, as is):\n"
         f"  export PATH={run_dir / 'bin'}:$PATH\n"
@@ -241,6 +242,8 @@ def main() -> None:
         f"'{manual}'\n"
         f"  kubectl -n {NAMESPACE} annotate postgrescluster hippo --overwrite "
         f'{naming.ANNOTATION_PGBACKREST_BACKUP}="$(date)"   # a manual backup\n'
+        f"  kubectl -n {NAMESPACE} patch postgrescluster hippo --type merge -p "
+        f"'{pooler}'   # pgBouncer: <c>-pgbouncer, pgbouncer-uri in the user Secret\n"
         "  make down    # stop everything"
     )
 
