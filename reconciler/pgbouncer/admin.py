@@ -26,6 +26,14 @@ from reconciler.pgbouncer import config
 
 log = structlog.get_logger(__name__)
 CONNECT_TIMEOUT = 5.0
+# What a connection to a server that is away, refuses, or breaks off raises.
+CONNECTION_FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class _VerifiedAs(ssl.SSLContext):
@@ -75,12 +83,12 @@ class Consoles:
                 timeout=CONNECT_TIMEOUT,
                 statement_cache_size=0,
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except CONNECTION_FAILURES as error:
             log.info("pgBouncer's console not reachable", address=address, error=repr(error))
             return False
         try:
             await db.execute(command, timeout=timeout)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except CONNECTION_FAILURES as error:
             log.info("pgBouncer refused or timed out", command=command, error=repr(error))
             return False
         finally:

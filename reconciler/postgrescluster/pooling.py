@@ -14,12 +14,11 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 
-import asyncpg
 import structlog
 
 from reconciler import naming
 from reconciler.pgbouncer import config
-from reconciler.pgbouncer.admin import Consoles, console_tls
+from reconciler.pgbouncer.admin import CONNECTION_FAILURES, Consoles, console_tls
 from reconciler.postgres import connection
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.observed import pod_ready
@@ -65,7 +64,7 @@ async def _writable(ctx: Context) -> bool:
     try:
         async with connection.superuser(host, int(ctx.spec["port"]), ctx.root_ca) as db:
             return bool(await db.fetchval("SELECT NOT pg_catalog.pg_is_in_recovery()"))
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except CONNECTION_FAILURES:  # a server going away mid-handshake included
         return False
 
 

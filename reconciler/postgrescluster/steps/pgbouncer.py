@@ -212,8 +212,8 @@ async def _in_postgres(ctx: Context, statements: list[str], *, enable: bool) -> 
         if not enable:
             async with connection.superuser(host, port, ctx.root_ca) as db:
                 await db.execute(pgbouncer_sql.drop_role())
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
-        log.info("primary not reachable yet; pgBouncer's SQL later", error=str(error))
+    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+        log.info("primary not reachable yet; pgBouncer's SQL later", error=repr(error))
         return
     except asyncpg.PostgresError as error:
         what = "set up" if enable else "remove"
