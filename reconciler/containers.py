@@ -78,3 +78,17 @@ def mount(name: str, path: str, *, read_only: bool = False) -> JSON:
     if read_only:
         result["readOnly"] = True
     return result
+
+
+def preferred_spread(selector: JSON) -> list[JSON]:
+    """PGO's default topology spread of a pod's kind (`selector`): over hosts and zones, as a
+    preference only, never a reason not to schedule."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]

@@ -42,6 +42,7 @@ ROLE_POSTGRES_USER = "pguser"
 # Beyond PGO: the data (and WAL) volume of the primary an in-place restore replaced, kept.
 ROLE_POSTGRES_DATA_BEFORE_RESTORE = "pgdata-before-restore"
 ROLE_POSTGRES_WAL_BEFORE_RESTORE = "pgwal-before-restore"
+ROLE_PGBOUNCER = "pgbouncer"
 DATA_POSTGRES = "postgres"
 DATA_PGBACKREST = "pgbackrest"
 
@@ -81,6 +82,7 @@ CONDITION_POSTGRES_DATA_INITIALIZED = "PostgresDataInitialized"
 CONDITION_PGBACKREST_RESTORE_PROGRESSING = "PGBackRestoreProgressing"  # sic: PGO's spelling
 # Beyond PGO: what a requested restore target resolves to in the repository.
 CONDITION_PGBACKREST_RESTORE_PREVIEW = "PGBackRestRestorePreview"
+CONDITION_PROXY_AVAILABLE = "ProxyAvailable"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -114,6 +116,10 @@ CONTAINER_PGBACKREST_CONFIG = "pgbackrest-config"
 CONTAINER_PGBACKREST_LOG_DIR = "pgbackrest-log-dir"
 CONTAINER_PGBACKREST_RESTORE = "pgbackrest-restore"
 CONTAINER_MOVE_PGDATA_DIR = "pgdata-move-job"
+CONTAINER_PGBOUNCER = "pgbouncer"
+CONTAINER_PGBOUNCER_CONFIG = "pgbouncer-config"
+PORT_PGBOUNCER = "pgbouncer"
+PGBOUNCER_USER = "_crunchypgbouncer"
 PORT_POSTGRES = "postgres"
 REPLICATION_USER = "_crunchyrepl"
 ROOT_CA_SECRET = "pgo-root-cacert"
@@ -204,6 +210,16 @@ def pgbackrest_labels(cluster: str) -> dict[str, str]:
 def repo_host_labels(cluster: str) -> dict[str, str]:
     """The selector of the repository host's pod."""
     return {**pgbackrest_labels(cluster), LABEL_PGBACKREST_DEDICATED: ""}
+
+
+def pgbouncer(cluster: str) -> str:
+    """pgBouncer's Deployment, Service, ConfigMap, Secret and PodDisruptionBudget."""
+    return f"{cluster}-pgbouncer"
+
+
+def pgbouncer_labels(cluster: str) -> dict[str, str]:
+    """The labels of pgBouncer's objects, also the selector of its pods."""
+    return {LABEL_CLUSTER: cluster, LABEL_ROLE: ROLE_PGBOUNCER}
 
 
 def cluster_config_map(cluster: str) -> str:

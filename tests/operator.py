@@ -17,7 +17,7 @@ from reconciler_envtest.pytest_plugin import wait_for
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
 from reconciler.postgrescluster import controller
-from reconciler.runtime.client import JSON, Client, ConflictError
+from reconciler.runtime.client import JSON, Client, ConflictError, NotFoundError
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import (
     CLUSTER_ROLE_BINDINGS,
@@ -26,6 +26,7 @@ from reconciler.runtime.resources import (
     ROLE_BINDINGS,
     ROLES,
     SERVICE_ACCOUNTS,
+    Resource,
 )
 
 MANIFESTS = Path(__file__).parents[1] / "manifests"
@@ -37,6 +38,7 @@ CLUSTERS = POSTGRES_CLUSTERS.resource
 EXAMPLE_IMAGES = {
     **{f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)},
     "PGBACKREST": "example/pgbackrest:2",
+    "PGBOUNCER": "example/pgbouncer:1",
 }
 
 
@@ -129,3 +131,11 @@ async def ready_cluster(
         return cluster if current and ready and ready[0]["status"] == "True" else None
 
     return await wait_for(probe, timeout=timeout, interval=0.5)
+
+
+async def found(kube: Client, resource: Resource, name: str, namespace: str) -> JSON | None:
+    """The object, or None when it does not exist."""
+    try:
+        return await kube.get(resource, name, namespace)
+    except NotFoundError:
+        return None

@@ -230,6 +230,7 @@ def main() -> None:
         "$(date -u '+%F %T+00')"
         '\\""]}}}}}'
     )
+    pooler = '{"spec":{"proxy":{"pgBouncer":{"config":{"global":{"pool_mode":"transaction"}}}}}}'
     print(
         "\nnext, in your shell (kubectl here runs on this machine; PGO's documentation, as is):\n"
         f"  export PATH={run_dir / 'bin'}:$PATH\n"
@@ -253,6 +254,8 @@ def main() -> None:
         "'{.status.conditions[?(@.type==\"PGBackRestRestorePreview\")].message}'\n"
         f"  kubectl -n {NAMESPACE} annotate postgrescluster hippo --overwrite "
         f'{naming.ANNOTATION_PGBACKREST_RESTORE}="$(date)"   # restore in place\n'
+        f"  kubectl -n {NAMESPACE} patch postgrescluster hippo --type merge -p "
+        f"'{pooler}'   # pgBouncer: <c>-pgbouncer, pgbouncer-uri in the user Secret\n"
         "  make down    # stop everything"
     )
 

@@ -38,7 +38,9 @@ def dynamic_configuration(
     result["loop_wait"] = loop_wait
     postgresql = dict(result.get("postgresql") or {})
     postgresql["parameters"] = config.postgres_parameters(settings, dynamic)
-    postgresql["pg_hba"] = hba.pg_hba(settings.authentication_rules, dynamic)
+    postgresql["pg_hba"] = hba.pg_hba(
+        settings.authentication_rules, dynamic, settings.contributed_hba
+    )
     postgresql["use_pg_rewind"] = True  # a failed primary rejoins by rewinding, not recloning
     postgresql.setdefault("use_slots", False)
     result["postgresql"] = postgresql

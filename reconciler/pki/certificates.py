@@ -173,3 +173,9 @@ def pgbackrest_secret(
         data["pgbackrest-repo-host.crt"] = repo_host.certificate_pem
         data["pgbackrest-repo-host.key"] = repo_host.key_pem
     return _secret(metadata(owner, naming.pgbackrest_secret(owner.name), labels, extra=extra), data)
+
+
+def pgbouncer_names(owner: Owner) -> tuple[str, list[str]]:
+    """Common name and DNS names of pgBouncer's frontend certificate: its Service."""
+    names = naming.certificate_dns_names(naming.pgbouncer(owner.name), owner.namespace)
+    return _common_name(names), names

@@ -34,6 +34,9 @@ class PostgresSettings:
     authentication_rules: Sequence[Mapping[str, Any]] = ()  # spec.authentication.rules
     # Parameters that subsystems own (WAL archiving): above the spec, below the mandatory ones.
     contributed: Mapping[str, str] = field(default_factory=dict)
+    # pg_hba lines that subsystems need (pgBouncer's role): after the mandatory ones, before
+    # the spec's.
+    contributed_hba: Sequence[str] = ()
 
 
 def mandatory_parameters() -> dict[str, str]:

@@ -49,9 +49,13 @@ def mandatory_hba() -> list[str]:
     ]
 
 
-def pg_hba(rules: Sequence[Mapping[str, Any]], dynamic: Mapping[str, Any]) -> list[str]:
-    """pg_hba in PGO's order: mandatory, the spec's `rules`, Patroni's, else TLS + SCRAM for
-    all."""
+def pg_hba(
+    rules: Sequence[Mapping[str, Any]],
+    dynamic: Mapping[str, Any],
+    contributed: Sequence[str] = (),
+) -> list[str]:
+    """pg_hba in PGO's order: mandatory, the subsystems' (`contributed`), the spec's `rules`,
+    Patroni's, else TLS + SCRAM for all."""
     from_dynamic = [str(line) for line in (dynamic.get("postgresql") or {}).get("pg_hba") or []]
     lines = [hba_line(rule) for rule in rules] + from_dynamic
-    return [*mandatory_hba(), *(lines or ['hostssl all all all "scram-sha-256"'])]
+    return [*mandatory_hba(), *contributed, *(lines or ['hostssl all all all "scram-sha-256"'])]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from reconciler.patroni import config as patroni_config
 from reconciler.pgbackrest import postgres as pgbackrest
+from reconciler.pgbouncer import config as pgbouncer_config
+from reconciler.pgbouncer import postgres as pgbouncer
 from reconciler.postgres.config import PostgresSettings
 from reconciler.runtime.client import JSON
 
@@ -17,6 +19,7 @@ def postgres_settings(spec: JSON) -> PostgresSettings:
         parameters=(spec.get("config") or {}).get("parameters") or {},
         authentication_rules=(spec.get("authentication") or {}).get("rules") or [],
         contributed=pgbackrest.archive_parameters(backups=pgbackrest.backups_enabled(spec)),
+        contributed_hba=pgbouncer.hba(enabled=pgbouncer_config.settings(spec) is not None),
     )
 
 

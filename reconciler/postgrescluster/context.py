@@ -38,6 +38,7 @@ class Environment:
     images: Mapping[str, str] = field(default_factory=dict)  # POSTGRES_17 -> image, etc.
     instance_sidecars: bool = True
     auto_create_user_schema: bool = True  # the AutoCreateUserSchema feature gate
+    pgbouncer_sidecars: bool = False  # the PGBouncerSidecars feature gate
 
 
 @dataclass
@@ -62,6 +63,12 @@ class Memory:
     database_init_retry: tuple[float, float] | None = None
     # The restore preview last shown: (what it was computed for, when (monotonic)).
     restore_previewed: tuple[str, float] = ("", float("-inf"))
+    # The switchover trigger this process carried out last: a reconcile that follows at once
+    # may read a cached status that does not show it yet, and must not switch over again.
+    switchover_trigger: str = ""
+    # Whether this process has resumed the cluster's pgBouncers once: an operator that stopped
+    # between PAUSE and RESUME must not leave them holding clients.
+    pools_resumed: bool = False
 
 
 def image_key(spec: JSON) -> str:

@@ -42,6 +42,7 @@ from reconciler.postgrescluster.steps import (
     instances,
     patroni,
     pgbackrest,
+    pgbouncer,
     postgres_users,
     rbac,
     restore,
@@ -69,6 +70,7 @@ RULES = (
     *pgbackrest.RULES,
     *restore.RULES,
     *volumes.RULES,
+    *pgbouncer.RULES,
     *rbac.INSTANCE_RULES,
     rbac.OPENSHIFT_RULE,
 )
@@ -83,6 +85,7 @@ STEPS: tuple[Step, ...] = (
     rollout.reconcile,
     users.reconcile,
     postgres_users.reconcile,
+    pgbouncer.reconcile,
     database_init.reconcile,
     pgbackrest.reconcile,
     backups.reconcile,
@@ -349,6 +352,7 @@ async def setup(manager: Manager, settings: Settings) -> None:
         images=settings.images,
         instance_sidecars=settings.feature_gates.get("InstanceSidecars", True),
         auto_create_user_schema=settings.feature_gates.get("AutoCreateUserSchema", True),
+        pgbouncer_sidecars=settings.feature_gates.get("PGBouncerSidecars", False),
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(

@@ -15,6 +15,7 @@ from reconciler.containers import (
     RESTRICTED_SECURITY_CONTEXT,
     nss_wrapper_init,
     postgres_pod_security_context,
+    preferred_spread,
 )
 from reconciler.containers import mount as _mount
 from reconciler.intent import Owner, merged_labels_and_annotations, metadata
@@ -226,15 +227,7 @@ def default_topology_spread(owner: Owner) -> list[JSON]:
             }
         ],
     }
-    return [
-        {
-            "maxSkew": 1,
-            "topologyKey": key,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": selector,
-        }
-        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
-    ]
+    return preferred_spread(selector)
 
 
 def pod_spec(

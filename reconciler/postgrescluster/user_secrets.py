@@ -27,8 +27,10 @@ def user_secret_data(
     port: int,
     password_type: password.PasswordType,
     existing: Mapping[str, str] | None,
+    pgbouncer_port: int | None = None,
 ) -> dict[str, str]:
     """The Secret's data (plain strings): keeps an existing password and verifier, else makes new.
+    With `pgbouncer_port` (pooling on), the `pgbouncer-*` keys too.
 
     A user who replaces the password and clears the verifier gets a fresh verifier; one who
     deletes the password gets a new password (that is how passwords are rotated).
@@ -54,9 +56,20 @@ def user_secret_data(
     database = quote(databases[0], safe="") if databases else ""
     if databases:
         data["dbname"] = databases[0]
-    query = urlencode(sorted({"password": secret, "user": user}.items()))
+    credentials = {"password": secret, "user": user}
+    query = urlencode(sorted(credentials.items()))
     data["uri"] = f"postgresql://{userinfo}@{host}:{port}" + (f"/{database}" if database else "")
     data["jdbc-uri"] = f"jdbc:postgresql://{host}:{port}/{database}?{query}"
+    if pgbouncer_port is not None:
+        bouncer = naming.service_dns(naming.pgbouncer(cluster), namespace)
+        data["pgbouncer-host"] = bouncer
+        data["pgbouncer-port"] = str(pgbouncer_port)
+        if database:
+            # Prepared statements do not survive transaction pooling: JDBC must not make them.
+            query = urlencode(sorted({**credentials, "prepareThreshold": "0"}.items()))
+            address = f"{bouncer}:{pgbouncer_port}/{database}"
+            data["pgbouncer-uri"] = f"postgresql://{userinfo}@{address}"
+            data["pgbouncer-jdbc-uri"] = f"jdbc:postgresql://{address}?{query}"
     return data
 
 
@@ -74,6 +87,7 @@ def user_secret(
     *,
     port: int,
     existing: Mapping[str, str] | None,
+    pgbouncer_port: int | None = None,
 ) -> JSON:
     """`<c>-pguser-<user>`, labelled so that the operator finds the Secrets of removed users."""
     name = str(user["name"])
@@ -85,6 +99,7 @@ def user_secret(
         port=port,
         password_type=(user.get("password") or {}).get("type", "ASCII"),
         existing=existing,
+        pgbouncer_port=pgbouncer_port,
     )
     labels = {
         **naming.cluster_labels(owner.name),

@@ -19,6 +19,7 @@ from reconciler.runtime.rbac import APPLY, READ, Rule
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
     CRON_JOBS,
+    DEPLOYMENTS,
     ENDPOINTS,
     JOBS,
     PERSISTENT_VOLUME_CLAIMS,
@@ -50,6 +51,7 @@ OWNED: tuple[Resource, ...] = (
     POD_DISRUPTION_BUDGETS,
     JOBS,
     CRON_JOBS,
+    DEPLOYMENTS,
 )
 
 # What the controller's calls need: informers (list, watch) of every kind it reads, server-side

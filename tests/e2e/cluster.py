@@ -82,12 +82,18 @@ async def timeline(kube: Client, pod: JSON, namespace: str) -> int:
 
 
 class Writer:
-    """Inserts increasing numbers through the primary Service, reconnecting after failures."""
+    """Inserts increasing numbers through the primary Service (or pgBouncer), reconnecting
+    after failures; an attempt fails after `timeout` seconds. Into the table `table` (a
+    column `n`), which the test creates."""
 
-    def __init__(self, uri: str, tls: ssl.SSLContext) -> None:
-        self.uri, self.tls = uri, tls
+    def __init__(
+        self, uri: str, tls: ssl.SSLContext, timeout: float = 2, table: str = "writes"
+    ) -> None:
+        self.uri, self.tls, self.timeout, self.table = uri, tls, timeout, table
         self.acknowledged: list[int] = []
         self.failures = 0
+        self.errors: list[str] = []  # when (since the start) and what, per failed attempt
+        self.started = time.monotonic()
         self.longest_gap = 0.0
         self._stop = asyncio.Event()
 
@@ -99,8 +105,11 @@ class Writer:
             n += 1
             try:
                 if connection is None:
-                    connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=2)
-                await connection.execute("insert into writes values ($1)", n, timeout=2)
+                    connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=self.timeout)
+                # A literal: the simple protocol, which transaction pooling serves as is.
+                await connection.execute(
+                    f"insert into {self.table} values ({n})", timeout=self.timeout
+                )
             # Any failure of the attempt, the client's own included (a connection whose
             # previous statement timed out is unusable): count it, start a new connection.
             except (
@@ -109,8 +118,9 @@ class Writer:
                 asyncpg.PostgresError,
                 asyncpg.InterfaceError,
                 asyncpg.InternalClientError,
-            ):
+            ) as error:
                 self.failures += 1
+                self.errors.append(f"{time.monotonic() - self.started:.1f}s {error!r}")
                 if connection is not None:
                     connection.terminate()
                 connection = None
@@ -130,13 +140,18 @@ class Writer:
 
         await wait_for(enough, timeout=timeout, interval=0.05)
 
+    def measure_from_now(self) -> None:
+        """Count failures and gaps from now on: what a warm-up saw (a pooler still refusing
+        after the primary's start) is not what the test measures."""
+        self.failures, self.errors, self.longest_gap = 0, [], 0.0
+
     def stop(self) -> None:
         """End the loop after the current attempt."""
         self._stop.set()
 
     async def missing(self, connection: asyncpg.Connection) -> set[int]:
         """The acknowledged writes that the table does not hold."""
-        stored = {row["n"] for row in await connection.fetch("select n from writes")}
+        stored = {row["n"] for row in await connection.fetch(f"select n from {self.table}")}
         return set(self.acknowledged) - stored
 
     def summary(self) -> str:

@@ -202,9 +202,17 @@ async def test_steady_state_sends_no_writes(
     kube: Client, namespace: str, operator_kubeconfig: Path
 ) -> None:
     """A fresh operator finds the converged cluster and writes nothing, on start (a restart
-    or upgrade) and on later reconciles (here: after an unrelated annotation)."""
-    await kube.create(CLUSTERS, _hippo(namespace))
+    or upgrade) and on later reconciles (here: after an unrelated annotation); pgBouncer's
+    objects and certificate included."""
+    await kube.create(CLUSTERS, _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}))
     await _ready(kube, namespace)
+
+    async def pooler_settled() -> bool:
+        status = (await kube.get(CLUSTERS, "hippo", namespace)).get("status") or {}
+        pods = ((status.get("proxy") or {}).get("pgBouncer") or {}).get("readyReplicas")
+        return pods == 2 and "ProxyAvailable" in {c["type"] for c in status["conditions"]}
+
+    await wait_for(pooler_settled)
     statefulsets = await _instances(kube, namespace)
     revisions = len((await kube.list(CONTROLLER_REVISIONS, namespace)).items)
     async with _second_operator(operator_kubeconfig, namespace) as second:
@@ -423,11 +431,11 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """A proxy (and a repository volume to adopt) are accepted but not acted on yet: a
+    """Monitoring (and a repository volume to adopt) are accepted but not acted on yet: a
     condition and one Warning say so; the rest of the cluster, its repositories included, is
     managed."""
     adopt = {"volumes": {"pgBackRestVolume": {"pvcName": "old-repo", "directory": "old"}}}
-    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 1}}, dataSource=adopt)
+    cluster = _hippo(namespace, monitoring={"pgmonitor": {"exporter": {}}}, dataSource=adopt)
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"].append(s3)
@@ -436,7 +444,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
     assert condition["message"].startswith(
-        "spec.dataSource.volumes.pgBackRestVolume, spec.proxy: accepted"
+        "spec.dataSource.volumes.pgBackRestVolume, spec.monitoring: accepted"
     )
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
@@ -448,7 +456,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
 
     # Without those sections the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    patch = {"spec": {"proxy": None, "dataSource": None}}
+    patch = {"spec": {"monitoring": None, "dataSource": None}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:

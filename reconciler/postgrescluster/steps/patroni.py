@@ -14,6 +14,7 @@
 - Members Patroni reports with `pending_restart` (a parameter that needs one changed) restart
   one at a time, replicas first, the primary last, and only while every member is running.
   This is looked at after the operator patched the configuration, and once per operator start.
+- Whatever moves or restarts the primary runs with pgBouncer's pools paused (`pooling`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import structlog
 from reconciler import naming
 from reconciler.patroni.client import PatroniClient, PatroniError
 from reconciler.postgres.connection import client_tls
-from reconciler.postgrescluster import configuration
+from reconciler.postgrescluster import configuration, pooling
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime import conditions
 from reconciler.runtime.client import JSON
@@ -175,7 +176,12 @@ async def _restart_pending(ctx: Context, client: PatroniClient) -> None:
     last, when = ctx.memory.last_restart
     if member == last and time.monotonic() - when < 2 * ctx.spec["patroni"]["syncPeriodSeconds"]:
         return
-    await client.member(naming.instance_pod_dns(member, ctx.name, ctx.namespace)).restart()
+    target = client.member(naming.instance_pod_dns(member, ctx.name, ctx.namespace))
+    leader = any(m.get("name") == member and m.get("role") == "leader" for m in members)
+    if leader:
+        await pooling.primary_moves(ctx, target.restart)
+    else:
+        await target.restart()
     ctx.memory.last_restart = (member, time.monotonic())
     log.info("restarted PostgreSQL for a pending parameter change", member=member)
 
@@ -192,6 +198,8 @@ async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> Non
             naming.CONDITION_SWITCHOVER_REFUSED
         )  # the annotation changed or went away
         refusal = None
+    if trigger and trigger == ctx.memory.switchover_trigger:
+        status["switchover"] = trigger
     names = ctx.instances.names
     leader = primary["metadata"]["name"]
     current = primary["metadata"]["labels"].get(naming.LABEL_INSTANCE)
@@ -221,10 +229,11 @@ async def _switchover(ctx: Context, client: PatroniClient, primary: JSON) -> Non
         message = f"instance {target} is already the primary"
     elif kind == "Failover":
         assert candidate is not None
-        message = await client.failover(candidate)
+        message = await pooling.primary_moves(ctx, lambda: client.failover(candidate))
     else:
-        message = await client.switchover(leader, candidate)
+        message = await pooling.primary_moves(ctx, lambda: client.switchover(leader, candidate))
     status["switchover"] = trigger
+    ctx.memory.switchover_trigger = str(trigger)
     if timeline is not None:
         status["switchoverTimeline"] = timeline
     await ctx.recorder.event(ctx.raw, "Normal", kind, f"{kind} (trigger {trigger!r}): {message}")

@@ -4,8 +4,9 @@ Instance StatefulSets update `OnDelete`, so a template change (image, resources,
 that need a restart) reaches a pod only when the operator deletes it. The order keeps the
 cluster available: nothing happens unless every instance pod is ready (so at most one is ever
 down); outdated replicas go first, one per step; then Patroni switches the primary over to an
-up-to-date replica, and the old primary, now a replica, is replaced like the others. A cluster
-of one instance can only restart its primary in place.
+up-to-date replica (with pgBouncer's pools paused meanwhile, `pooling`), and the old primary,
+now a replica, is replaced like the others. A cluster of one instance can only restart its
+primary in place.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import structlog
 from reconciler import naming
 from reconciler.patroni.client import PatroniClient, PatroniError
 from reconciler.postgres.connection import client_tls
+from reconciler.postgrescluster import pooling
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.observed import is_primary, pod_ready
 from reconciler.runtime.client import JSON
@@ -88,7 +90,9 @@ async def reconcile(ctx: Context) -> None:
     host = naming.instance_pod_dns(action.pod, ctx.name, ctx.namespace)
     client = PatroniClient(host, ctx.spec["patroni"]["port"], client_tls(ctx.root_ca))
     try:
-        message = await client.switchover(action.pod, action.candidate)
+        message = await pooling.primary_moves(
+            ctx, lambda: client.switchover(action.pod, action.candidate)
+        )
     except PatroniError as error:
         log.info("switchover for the rollout failed; retrying", error=str(error))
         return

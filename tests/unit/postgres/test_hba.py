@@ -33,3 +33,10 @@ def test_pg_hba_has_mandatory_rules_first_then_the_spec_then_patroni() -> None:
 
 def test_without_rules_everyone_needs_tls_and_scram() -> None:
     assert hba.pg_hba([], {})[-1] == 'hostssl all all all "scram-sha-256"'
+
+
+def test_contributed_lines_come_after_the_mandatory_ones() -> None:
+    """Subsystems' lines (pgBouncer's) sit between the operator's rules and the user's."""
+    contributed = ['hostssl all "_crunchypgbouncer" all "scram-sha-256"']
+    lines = hba.pg_hba([{"hba": "host all all 0.0.0.0/0 reject"}], {}, contributed)
+    assert lines[6:] == [*contributed, "host all all 0.0.0.0/0 reject"]

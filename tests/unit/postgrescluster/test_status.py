@@ -41,11 +41,9 @@ def test_unsupported_fields_name_each_section_present() -> None:
         "standby": {"enabled": False},
         "monitoring": {"pgmonitor": {"exporter": {}}},
     }
-    # Cloud repositories are run (S3 end to end; GCS and Azure by their configuration).
-    assert status.unsupported_fields(spec) == [
-        "spec.monitoring",
-        "spec.proxy",
-    ]
+    # Cloud repositories are run (S3 end to end; GCS and Azure by their configuration), and
+    # pgBouncer, the only proxy.
+    assert status.unsupported_fields(spec) == ["spec.monitoring"]
     assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == [
         "spec.standby"
     ]

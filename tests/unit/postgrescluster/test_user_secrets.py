@@ -109,3 +109,39 @@ def test_user_secret_is_labelled_for_its_user() -> None:
     assert labels["postgres-operator.crunchydata.com/role"] == "pguser"
     assert labels["postgres-operator.crunchydata.com/pguser"] == "rhino"
     assert base64.b64decode(secret["data"]["dbname"]) == b"zoo"
+
+
+def _hippo_data(databases: list[str], pgbouncer_port: int | None) -> dict[str, str]:
+    return user_secret_data(
+        cluster="hippo",
+        namespace="ns",
+        user="hippo",
+        databases=databases,
+        port=5432,
+        password_type="ASCII",
+        existing=None,
+        pgbouncer_port=pgbouncer_port,
+    )
+
+
+def test_pooling_adds_the_pgbouncer_keys() -> None:
+    """PGO's `pgbouncer-*` keys: the pgBouncer Service, its port, and URIs with the first
+    database (JDBC without prepared statements); none while pooling is off."""
+    data = _hippo_data(["zoo"], 6432)
+    assert data["pgbouncer-host"] == "hippo-pgbouncer.ns.svc"
+    assert data["pgbouncer-port"] == "6432"
+    uri = urlsplit(data["pgbouncer-uri"])
+    assert (uri.hostname, uri.port, uri.path, uri.username) == (
+        "hippo-pgbouncer.ns.svc",
+        6432,
+        "/zoo",
+        "hippo",
+    )
+    assert unquote(uri.password or "") == data["password"]
+    jdbc = data["pgbouncer-jdbc-uri"]
+    assert jdbc.startswith("jdbc:postgresql://hippo-pgbouncer.ns.svc:6432/zoo?password=")
+    assert jdbc.endswith("&prepareThreshold=0&user=hippo")
+    without_database = _hippo_data([], 5432)
+    assert "pgbouncer-host" in without_database
+    assert "pgbouncer-uri" not in without_database
+    assert not [key for key in _hippo_data(["zoo"], None) if key.startswith("pgbouncer")]
