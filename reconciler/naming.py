@@ -68,6 +68,8 @@ CONDITION_PGBACKREST_REPLICA_CREATE = "PGBackRestReplicaCreate"
 CONDITION_PGBACKREST_MANUAL_BACKUP = "PGBackRestManualBackupSuccessful"
 # Beyond PGO: WAL reaches the repositories (steps/archiving.py).
 CONDITION_PGBACKREST_ARCHIVING = "PGBackRestArchiving"
+# Beyond PGO: what the standby leader of a standby cluster replayed (steps/patroni.py).
+CONDITION_STANDBY = "StandbyReplaying"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -79,6 +81,7 @@ REASON_MISSING_IMAGE = "MissingRequiredImage"
 REASON_STEP_FAILED = "StepFailed"
 REASON_RECONCILE_FAILED = "ReconcileFailed"
 REASON_NOT_IMPLEMENTED = "NotImplemented"
+REASON_INVALID_STANDBY = "InvalidStandbyConfiguration"
 REASON_UNSUPPORTED_SPEC = "UnsupportedSpec"
 REASON_RESIZING = "Resizing"
 REASON_RESIZE_REFUSED = "ResizeRefused"

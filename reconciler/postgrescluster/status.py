@@ -49,7 +49,6 @@ def unsupported_fields(spec: JSON) -> list[str]:
         "spec.instrumentation": spec.get("instrumentation"),
         "spec.monitoring": spec.get("monitoring"),
         "spec.proxy": spec.get("proxy"),
-        "spec.standby": (spec.get("standby") or {}).get("enabled"),
         "spec.userInterface": spec.get("userInterface"),
     }
     return [name for name, value in sections.items() if value]

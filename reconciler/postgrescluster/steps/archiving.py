@@ -115,7 +115,7 @@ async def reconcile(ctx: Context) -> Result | None:
     if (
         ctx.spec.get("shutdown")
         or ctx.spec.get("customTLSSecret")  # the operator cannot log in (see postgres_users)
-        or ctx.instances.ready_primary is None
+        or ctx.instances.writable_primary is None  # a standby archives nothing
         or not any(r.get("stanzaCreated") for r in repos)  # pushes fail until it exists
     ):
         return None

@@ -35,7 +35,7 @@ def wants_schemas(annotations: Mapping[str, str], *, gate: bool) -> bool:
 async def reconcile(ctx: Context) -> None:
     """Create and alter roles, create databases and grant them, create user schemas."""
     wanted = user_secrets.effective_users(ctx.name, ctx.spec.get("users"))
-    if not wanted or ctx.spec.get("shutdown") or ctx.instances.ready_primary is None:
+    if not wanted or ctx.spec.get("shutdown") or ctx.instances.writable_primary is None:
         return
     if ctx.spec.get("customTLSSecret"):
         await _cannot_authenticate(ctx)
@@ -64,8 +64,15 @@ async def reconcile(ctx: Context) -> None:
             verifiers=verifiers,
             schemas=schemas,
         )
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
-        # The primary's address follows its leader record within a Patroni loop: not news.
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.ReadOnlySQLTransactionError,
+    ) as error:
+        # The primary's address follows its leader record within a Patroni loop, and a
+        # promoted standby leader is labelled primary a moment before PostgreSQL leaves
+        # recovery (seen: one second): not news.
         log.info("primary not reachable yet; provisioning users later", error=str(error))
         return
     except asyncpg.PostgresError as error:

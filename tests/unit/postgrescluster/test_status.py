@@ -46,9 +46,8 @@ def test_unsupported_fields_name_each_section_present() -> None:
         "spec.monitoring",
         "spec.proxy",
     ]
-    assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == [
-        "spec.standby"
-    ]
+    # Standby clusters are acted on.
+    assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == []
 
 
 def test_unsupported_message_names_the_sections() -> None:
