@@ -287,7 +287,7 @@ async def custom_certificates(
         for dns in naming.certificate_dns_names(service, namespace)
     ]
     now = datetime.datetime.now(datetime.UTC)
-    server = authority.issue_leaf(root, names[0], names, now)
+    server = authority.issue_leaf(root, naming.cluster_primary_service(name), names, now)
     client = authority.issue_leaf(root, naming.REPLICATION_USER, [naming.REPLICATION_USER], now)
     await kube.create(SECRETS, tls_secret(namespace, f"{name}-tls", root, server))
     await kube.create(SECRETS, tls_secret(namespace, f"{name}-replication-tls", root, client))
