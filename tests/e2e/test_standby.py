@@ -9,6 +9,8 @@ import asyncio
 import datetime
 import ssl
 import time
+import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -32,14 +34,15 @@ BUCKET = "hippo-standby"
 
 
 def primary_s3(namespace: str, name: str = "hippo", **standby: Any) -> JSON:
-    """hippo with its repository in the standby tests' bucket, at a path of its own that every
-    cluster of the test shares (PGO's way to feed a standby: the same bucket and path)."""
+    """hippo with its repository in the standby tests' bucket, at a path of the namespace's
+    that every cluster of the test shares (PGO's way to feed a standby: the same bucket and
+    path)."""
     cluster = hippo_s3(namespace)
     cluster["metadata"]["name"] = name
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"][0]["s3"]["bucket"] = BUCKET
     pgbackrest["repos"][0].pop("schedules")
-    pgbackrest["global"]["repo1-path"] = "/pgbackrest/dr/repo1"
+    pgbackrest["global"]["repo1-path"] = f"/pgbackrest/{namespace}/repo1"
     if standby:
         cluster["spec"]["standby"] = standby
     return cluster
@@ -64,9 +67,11 @@ async def leader(kube: Client, namespace: str, cluster: str) -> JSON:
     return await wait_for(probe, timeout=300, interval=0.5)
 
 
-async def sql(kube: Client, namespace: str, cluster: str, query: str) -> str:
+async def sql(
+    kube: Client, namespace: str, cluster: str, query: str, database: str = "postgres"
+) -> str:
     """`query` in the leader of `cluster`, as `postgres`."""
-    return await psql(kube, await leader(kube, namespace, cluster), namespace, query)
+    return await psql(kube, await leader(kube, namespace, cluster), namespace, query, database)
 
 
 async def rows_appear(kube: Client, namespace: str, cluster: str, count: int) -> None:
@@ -116,11 +121,14 @@ class CommitClock:
 
     def __init__(self, uri: str, tls: ssl.SSLContext) -> None:
         self.uri, self.tls = uri, tls
+        self.database = urllib.parse.urlparse(uri).path.lstrip("/")  # the user's (zoo)
         self.acknowledged: list[tuple[int, float]] = []
         self.started = time.monotonic()
 
     async def run(self) -> None:
+        """Commit until the first failure (the table `rpo` in the user's database)."""
         connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=5)
+        await connection.execute("create table rpo (n int primary key, at timestamptz)")
         self.started = time.monotonic()
         n = 0
         try:
@@ -139,15 +147,6 @@ class CommitClock:
     async def ran_for(self, seconds: float) -> bool:
         """Whether the client has committed for `seconds`."""
         return bool(self.acknowledged) and time.monotonic() - self.started >= seconds
-
-    def report(self, kept: int, kept_at: float) -> str:
-        """RPO: seconds between the last acknowledged commit and the newest one kept."""
-        last_n, last_at = self.acknowledged[-1]
-        since = kept_at if kept else self.acknowledged[0][1]
-        return (
-            f"RPO of a standby from S3: {last_at - since:.1f}s of acknowledged commits lost "
-            f"({last_n - kept} of {last_n} rows; the standby has rows 1..{kept})"
-        )
 
 
 async def events(kube: Client, namespace: str, cluster: str, reason: str) -> list[JSON]:
@@ -180,12 +179,14 @@ async def gone(kube: Client, namespace: str, name: str) -> None:
     await wait_for(probe, timeout=180, interval=0.5)
 
 
-@pytest.mark.timeout(1800)
-async def test_standby_from_s3_follows_is_promoted_and_the_former_primary_follows_it(
-    kube: Client, namespace: str, control_plane: ControlPlane, object_store: ObjectStore
+async def standby_pair(
+    kube: Client, namespace: str, plane: ControlPlane, parameters: JSON | None = None
 ) -> None:
-    await kube.create(SECRETS, credentials(namespace, object_store))
-    await kube.create(CLUSTERS, primary_s3(namespace))
+    """hippo with its S3 repository (its backup taken, rows 1..200 in `t`, archived) and
+    hippo-dr, its standby from that repository, which replayed them; `parameters` for both."""
+    primary = primary_s3(namespace)
+    primary["spec"]["config"] = {"parameters": parameters or {}}
+    await kube.create(CLUSTERS, primary)
     await ready_cluster(kube, namespace, timeout=180)
 
     def backed_up(cluster: JSON) -> bool:
@@ -193,14 +194,74 @@ async def test_standby_from_s3_follows_is_promoted_and_the_former_primary_follow
         return found.get("status") == "True"
 
     # The standby restores the primary cluster's backup, then replays its archived WAL.
-    await cluster_where(kube, namespace, backed_up, 600, control_plane)
+    await cluster_where(kube, namespace, backed_up, 600, plane)
     await write_and_archive(kube, namespace, "hippo", range(1, 101))
     standby = primary_s3(namespace, "hippo-dr", enabled=True, repoName="repo1")
+    standby["spec"]["config"] = primary["spec"]["config"]
     await kube.create(CLUSTERS, standby)
     await ready_cluster(kube, namespace, "hippo-dr", timeout=300)
     await rows_appear(kube, namespace, "hippo-dr", 100)
     await write_and_archive(kube, namespace, "hippo", range(101, 201))
     await rows_appear(kube, namespace, "hippo-dr", 200)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a promoted standby kept of what a client committed on the lost primary."""
+
+    rpo: float  # seconds between the last acknowledged commit and the newest one kept
+    lost: int  # acknowledged commits missing
+    committed: int  # acknowledged commits in all
+    promotion: float  # seconds from `enabled: false` to the first write on the new primary
+
+    def __str__(self) -> str:
+        return (
+            f"RPO {self.rpo:.1f}s ({self.lost} of {self.committed} acknowledged commits lost), "
+            f"promotion {self.promotion:.1f}s from the patch to the first write"
+        )
+
+
+async def disaster(kube: Client, namespace: str, plane: ControlPlane, window: float) -> Recovery:
+    """A client commits to hippo for `window` seconds; then hippo's only instance is lost (its
+    processes killed, none restarted) and hippo-dr is promoted: what it kept (a prefix of the
+    acknowledged commits, checked)."""
+    clock = CommitClock(*await user_credentials(kube, namespace))
+    writing = asyncio.create_task(clock.run())
+
+    async def committed_long_enough() -> bool:
+        if writing.done():
+            writing.result()  # the client's error, reported on time-out
+            raise AssertionError("the client stopped committing before the primary was lost")
+        return await clock.ran_for(window)
+
+    await wait_for(committed_long_enough, timeout=window + 60)
+    lost = (await leader(kube, namespace, "hippo"))["metadata"]["name"]
+    assert plane.kubelet.kill(lost, namespace, hold_restarts=True)
+    await writing
+    started = time.monotonic()
+    await promote(kube, namespace, "hippo-dr")
+    promotion = time.monotonic() - started
+    newest = await sql(
+        kube,
+        namespace,
+        "hippo-dr",
+        "select count(*) || ' ' || coalesce(max(n), 0) || ' ' ||"
+        " coalesce(extract(epoch from max(at)), 0) from rpo",
+        clock.database,
+    )
+    count, kept, kept_at = (float(v) for v in newest.split())
+    assert count == kept  # no gap: rows 1..kept
+    last, last_at = clock.acknowledged[-1]
+    since = kept_at if kept else clock.acknowledged[0][1]
+    return Recovery(last_at - since, last - int(kept), last, promotion)
+
+
+@pytest.mark.timeout(1800)
+async def test_standby_from_s3_follows_is_promoted_and_the_former_primary_follows_it(
+    kube: Client, namespace: str, control_plane: ControlPlane, object_store: ObjectStore
+) -> None:
+    await kube.create(SECRETS, credentials(namespace, object_store))
+    await standby_pair(kube, namespace, control_plane)
     assert await sql(kube, namespace, "hippo-dr", "select pg_is_in_recovery()") == "t"
 
     # The status says what the standby leader replayed; the standby takes no backup and
@@ -217,32 +278,12 @@ async def test_standby_from_s3_follows_is_promoted_and_the_former_primary_follow
     selector = f"{PREFIX}cluster=hippo-dr,{PREFIX}pgbackrest-backup"
     assert not (await kube.list(JOBS, namespace, label_selector=selector)).items
 
-    # Disaster: the primary cluster's only instance is lost (its processes killed, none
-    # restarted) while a client commits; the standby is promoted and takes writes. The
-    # recovery point objective: how many seconds of acknowledged commits the promoted standby
-    # lacks (it has what was archived; PGO's archive_timeout is 60 s).
-    await sql(kube, namespace, "hippo", "create table rpo (n int primary key, at timestamptz)")
-    clock = CommitClock(*await user_credentials(kube, namespace))
-    writing = asyncio.create_task(clock.run())
-    await wait_for(lambda: clock.ran_for(RPO_WINDOW), timeout=RPO_WINDOW + 60)
-    lost = (await leader(kube, namespace, "hippo"))["metadata"]["name"]
-    assert control_plane.kubelet.kill(lost, namespace, hold_restarts=True)
-    await writing
-    started = time.monotonic()
-    await promote(kube, namespace, "hippo-dr")
-    promotion = time.monotonic() - started
+    # Disaster: the primary is lost while a client commits; the standby is promoted and takes
+    # writes, on a new timeline, with what was archived (PGO's archive_timeout is 60 s).
+    recovery = await disaster(kube, namespace, control_plane, RPO_WINDOW)
+    print(f"\nstandby from S3, primary lost after {RPO_WINDOW:.0f}s of commits: {recovery}")
     assert await sql(kube, namespace, "hippo-dr", "select count(*) from t") == "201"
     assert await timeline(kube, await leader(kube, namespace, "hippo-dr"), namespace) == 2
-    newest = await sql(
-        kube,
-        namespace,
-        "hippo-dr",
-        "select coalesce(max(n), 0) || ' ' || coalesce(extract(epoch from max(at)), 0) from rpo",
-    )
-    kept, kept_at = int(newest.split()[0]), float(newest.split()[1])
-    print(f"\n{clock.report(kept, kept_at)}; promotion (patch to first write) {promotion:.1f}s")
-    # What the standby has is a prefix of what was committed, with no gap.
-    assert await sql(kube, namespace, "hippo-dr", "select count(*) from rpo") == str(kept)
 
     def promoted(cluster: JSON) -> bool:
         return condition(cluster, naming.CONDITION_STANDBY) is None
