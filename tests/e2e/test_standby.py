@@ -122,6 +122,7 @@ class CommitClock:
     def __init__(self, uri: str, tls: ssl.SSLContext) -> None:
         self.uri, self.tls = uri, tls
         self.database = urllib.parse.urlparse(uri).path.lstrip("/")  # the user's (zoo)
+        self.table = "rpo"
         self.acknowledged: list[tuple[int, float]] = []
         self.started = time.monotonic()
 
@@ -129,6 +130,11 @@ class CommitClock:
         """Commit until the first failure (the table `rpo` in the user's database)."""
         connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=5)
         await connection.execute("create table rpo (n int primary key, at timestamptz)")
+        # In the user's schema when the operator made one (AutoCreateUserSchema).
+        self.table = await connection.fetchval(
+            "select format('%I.%I', nspname, relname) from pg_class c"
+            " join pg_namespace n on n.oid = relnamespace where c.oid = 'rpo'::regclass"
+        )
         self.started = time.monotonic()
         n = 0
         try:
@@ -246,7 +252,7 @@ async def disaster(kube: Client, namespace: str, plane: ControlPlane, window: fl
         namespace,
         "hippo-dr",
         "select count(*) || ' ' || coalesce(max(n), 0) || ' ' ||"
-        " coalesce(extract(epoch from max(at)), 0) from rpo",
+        f" coalesce(extract(epoch from max(at)), 0) from {clock.table}",
         clock.database,
     )
     count, kept, kept_at = (float(v) for v in newest.split())
