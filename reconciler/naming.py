@@ -83,6 +83,8 @@ CONDITION_PGBACKREST_RESTORE_PROGRESSING = "PGBackRestoreProgressing"  # sic: PG
 # Beyond PGO: what a requested restore target resolves to in the repository.
 CONDITION_PGBACKREST_RESTORE_PREVIEW = "PGBackRestRestorePreview"
 CONDITION_PROXY_AVAILABLE = "ProxyAvailable"
+# Beyond PGO: what the standby leader of a standby cluster replayed (steps/patroni.py).
+CONDITION_STANDBY = "StandbyReplaying"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -94,6 +96,7 @@ REASON_MISSING_IMAGE = "MissingRequiredImage"
 REASON_STEP_FAILED = "StepFailed"
 REASON_RECONCILE_FAILED = "ReconcileFailed"
 REASON_NOT_IMPLEMENTED = "NotImplemented"
+REASON_INVALID_STANDBY = "InvalidStandbyConfiguration"
 REASON_UNSUPPORTED_SPEC = "UnsupportedSpec"
 REASON_RESIZING = "Resizing"
 REASON_RESIZE_REFUSED = "ResizeRefused"

@@ -55,6 +55,13 @@ class PatroniClient:
             raise PatroniError(f"Patroni at {self.host}: GET /cluster answered {status}: {data}")
         return data
 
+    async def status(self) -> JSON:
+        """GET /patroni: this member's role, state, timeline and WAL positions (`xlog`)."""
+        status, data = await self._call("GET", "/patroni")
+        if status not in (200, 503) or not isinstance(data, dict):
+            raise PatroniError(f"Patroni at {self.host}: GET /patroni answered {status}: {data}")
+        return data
+
     async def config(self) -> JSON:
         """GET /config: the dynamic configuration in the DCS."""
         status, data = await self._call("GET", "/config")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -25,14 +26,46 @@ _OPERATOR_DIR = f"{CONFIG_DIRECTORY}/~postgres-operator"
 REPLICATION_TMP = "/tmp/replication"
 
 
+@dataclass(frozen=True, slots=True)
+class StandbySource:
+    """Where the leader of a standby cluster gets its WAL: a primary to stream from (`host`,
+    `port`), a repository's `restore_command`, or both."""
+
+    host: str | None = None
+    port: int | None = None
+    restore_command: str | None = None
+
+
+def standby_cluster(section: Mapping[str, Any], source: StandbySource) -> JSON:
+    """Patroni's `standby_cluster` section, PGO's way: the user's own section (say
+    `primary_slot_name`, `recovery_min_apply_delay`) with the source laid over it; the
+    standby leader is created by a restore from the repository first, then by a base backup
+    of the remote primary."""
+    result = copy.deepcopy(dict(section))
+    result.pop("restore_command", None)
+    methods: list[str] = []
+    if source.host:
+        result["host"] = source.host
+        if source.port is not None:
+            result["port"] = source.port
+        methods.append("basebackup")
+    if source.restore_command:
+        methods.insert(0, "pgbackrest")
+        result["restore_command"] = source.restore_command
+    result["create_replica_methods"] = methods
+    return result
+
+
 def dynamic_configuration(
     settings: PostgresSettings,
     dynamic: Mapping[str, Any],
     *,
     ttl: int,
     loop_wait: int,
+    standby: StandbySource | None = None,
 ) -> JSON:
-    """The DCS contents: the user's dynamic configuration with the operator's parts laid over."""
+    """The DCS contents: the user's dynamic configuration with the operator's parts laid over;
+    `standby_cluster` while the cluster is a standby (`standby`)."""
     result = copy.deepcopy(dict(dynamic))
     result["ttl"] = ttl
     result["loop_wait"] = loop_wait
@@ -44,6 +77,8 @@ def dynamic_configuration(
     postgresql["use_pg_rewind"] = True  # a failed primary rejoins by rewinding, not recloning
     postgresql.setdefault("use_slots", False)
     result["postgresql"] = postgresql
+    if standby is not None:
+        result["standby_cluster"] = standby_cluster(result.get("standby_cluster") or {}, standby)
     return result
 
 
@@ -66,6 +101,7 @@ def cluster_yaml(
     ttl: int,
     loop_wait: int,
     bootstrapped: bool,
+    standby: StandbySource | None = None,
 ) -> str:
     """`patroni.yaml` of `<c>-config`; the bootstrap section only until Patroni initialised."""
     tls = {
@@ -101,7 +137,9 @@ def cluster_yaml(
     }
     if not bootstrapped:
         document["bootstrap"] = {
-            "dcs": dynamic_configuration(settings, dynamic, ttl=ttl, loop_wait=loop_wait)
+            "dcs": dynamic_configuration(
+                settings, dynamic, ttl=ttl, loop_wait=loop_wait, standby=standby
+            )
         }
     return HEADER + yaml.safe_dump(document, sort_keys=True)
 

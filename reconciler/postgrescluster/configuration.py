@@ -18,8 +18,23 @@ def postgres_settings(spec: JSON) -> PostgresSettings:
         port=spec["port"],
         parameters=(spec.get("config") or {}).get("parameters") or {},
         authentication_rules=(spec.get("authentication") or {}).get("rules") or [],
-        contributed=pgbackrest.archive_parameters(backups=pgbackrest.backups_enabled(spec)),
+        contributed=pgbackrest.archive_parameters(
+            backups=pgbackrest.backups_enabled(spec), standby_repo=pgbackrest.standby_repo(spec)
+        ),
         contributed_hba=pgbouncer.hba(enabled=pgbouncer_config.settings(spec) is not None),
+    )
+
+
+def standby_source(spec: JSON) -> patroni_config.StandbySource | None:
+    """Where a standby cluster's leader gets WAL (`spec.standby`), None unless `enabled`."""
+    standby = spec.get("standby") or {}
+    if not standby.get("enabled"):
+        return None
+    repo = pgbackrest.standby_repo(spec)
+    return patroni_config.StandbySource(
+        host=standby.get("host") or None,
+        port=standby.get("port"),
+        restore_command=pgbackrest.restore_command(repo) if repo else None,
     )
 
 
@@ -31,4 +46,5 @@ def dynamic_configuration(spec: JSON) -> JSON:
         settings.get("dynamicConfiguration") or {},
         ttl=settings["leaderLeaseDurationSeconds"],
         loop_wait=settings["syncPeriodSeconds"],
+        standby=standby_source(spec),
     )

@@ -59,6 +59,8 @@ class Memory:
     custom_tls_warned: bool = False
     # When (monotonic) the primary's archiving was last looked at (steps/archiving.py).
     archiving_observed: float = float("-inf")
+    # When (monotonic) a standby leader's replay was last looked at (steps/patroni.py).
+    standby_observed: float = float("-inf")
     # databaseInitSQL's back-off: (next attempt (monotonic), current delay).
     database_init_retry: tuple[float, float] | None = None
     # The restore preview last shown: (what it was computed for, when (monotonic)).

@@ -24,7 +24,7 @@ from reconciler.api import (
 )
 from reconciler.config import Settings
 from reconciler.pgbackrest.postgres import backups_enabled
-from reconciler.postgrescluster import delete, status, watches
+from reconciler.postgrescluster import delete, standby, status, watches
 from reconciler.postgrescluster.context import (
     Context,
     Environment,
@@ -195,6 +195,15 @@ class PostgresClusterReconciler:
             )
             await ctx.warn(naming.REASON_MISSING_IMAGE, message)
             ctx.set_condition(naming.CONDITION_READY, "False", naming.REASON_MISSING_IMAGE, message)
+            return None
+        if problem := standby.problem(ctx.spec):
+            # As PGO: nothing is reconciled, else the cluster would start as a primary.
+            ready = conditions.find(ctx.status.get("conditions") or [], naming.CONDITION_READY)
+            if ready is None or ready.get("message") != problem:
+                await ctx.warn(naming.REASON_INVALID_STANDBY, problem)
+            ctx.set_condition(
+                naming.CONDITION_READY, "False", naming.REASON_INVALID_STANDBY, problem
+            )
             return None
         self._observe_patroni(ctx)
         results: list[Result] = []

@@ -6,6 +6,7 @@ reconcile runs arrives as an event and brings another reconcile.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +26,17 @@ def is_primary(pod: JSON) -> bool:
     """Whether Patroni labelled the pod as its leader."""
     labels = pod["metadata"].get("labels") or {}
     return labels.get(naming.LABEL_ROLE) == naming.ROLE_PATRONI_LEADER
+
+
+def patroni_role(pod: JSON) -> str:
+    """The role in the `status` annotation Patroni keeps on its pod (`master`, `replica`,
+    `standby_leader`); "" when there is none yet."""
+    text = (pod["metadata"].get("annotations") or {}).get("status") or ""
+    try:
+        member = json.loads(text)
+    except ValueError:
+        return ""
+    return str(member.get("role") or "") if isinstance(member, dict) else ""
 
 
 def instance_of(obj: JSON) -> str:
@@ -54,6 +66,15 @@ class Instances:
         """The leader's pod when it is ready: SQL and Patroni's API can be reached through it."""
         primary = self.primary
         return primary if primary is not None and pod_ready(primary) else None
+
+    @property
+    def writable_primary(self) -> JSON | None:
+        """The ready leader when it accepts writes: not the standby leader of a standby
+        cluster, which Patroni labels `master` too (PGO's `IsWritable`)."""
+        primary = self.ready_primary
+        if primary is None or patroni_role(primary) == "standby_leader":
+            return None
+        return primary
 
     @property
     def names(self) -> list[str]:

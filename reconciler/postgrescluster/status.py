@@ -48,7 +48,6 @@ def unsupported_fields(spec: JSON) -> list[str]:
         "spec.dataSource.volumes.pgBackRestVolume": volumes.get("pgBackRestVolume"),
         "spec.instrumentation": spec.get("instrumentation"),
         "spec.monitoring": spec.get("monitoring"),
-        "spec.standby": (spec.get("standby") or {}).get("enabled"),
         "spec.userInterface": spec.get("userInterface"),
     }
     return [name for name, value in sections.items() if value]

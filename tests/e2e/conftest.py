@@ -71,7 +71,7 @@ async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Man
 
 
 # One bucket per test that backs up to S3: each cluster's stanza `db` lives at the same path.
-BUCKETS = ("hippo-s3", "restore-s3")
+BUCKETS = ("hippo-s3", "restore-s3", "hippo-standby")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

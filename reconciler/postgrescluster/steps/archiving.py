@@ -22,6 +22,7 @@ from reconciler import naming
 from reconciler.pgbackrest import config
 from reconciler.pgbackrest.postgres import STANZA, backups_enabled
 from reconciler.postgres import connection
+from reconciler.postgrescluster import standby
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime import conditions
 from reconciler.runtime.controller import Result
@@ -107,15 +108,16 @@ def _error_message(error: str | None) -> str:
 
 
 async def reconcile(ctx: Context) -> Result | None:
-    """Keep `PGBackRestArchiving` (with its Events) while backups are on."""
-    if not backups_enabled(ctx.spec):
+    """Keep `PGBackRestArchiving` (with its Events) while backups are on and the cluster is
+    no standby (a standby archives nothing: its primary cluster does)."""
+    if not backups_enabled(ctx.spec) or standby.enabled(ctx.spec):
         ctx.clear_condition(naming.CONDITION_PGBACKREST_ARCHIVING)
         return None
     repos = (ctx.status.get("pgbackrest") or {}).get("repos") or []
     if (
         ctx.spec.get("shutdown")
         or ctx.spec.get("customTLSSecret")  # the operator cannot log in (see postgres_users)
-        or ctx.instances.ready_primary is None
+        or ctx.instances.writable_primary is None
         or not any(r.get("stanzaCreated") for r in repos)  # pushes fail until it exists
     ):
         return None

@@ -282,7 +282,7 @@ async def _replica_create(ctx: Context, image: str) -> None:
     try:
         if entry is None or entry.get("replicaCreateBackupComplete"):
             return
-        if ctx.instances.primary is None:
+        if ctx.instances.writable_primary is None:
             return
         hash_ = config.config_hash(ctx.spec)
         config_container = (
@@ -401,7 +401,7 @@ async def _manual(ctx: Context, image: str) -> None:
             await ctx.delete(JOBS, job)  # a new backup is asked for: it runs next time
             return
     manual = ctx.spec["backups"]["pgbackrest"].get("manual")
-    if ctx.instances.primary is None or not requested or not manual:
+    if ctx.instances.writable_primary is None or not requested or not manual:
         return
     if current is None or current.get("id") != requested:
         current = status["manualBackup"] = {"id": requested, "finished": False}

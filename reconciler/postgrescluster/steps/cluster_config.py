@@ -24,6 +24,7 @@ def config_map(owner: Owner, spec: JSON, *, bootstrapped: bool) -> JSON:
         ttl=settings["leaderLeaseDurationSeconds"],
         loop_wait=settings["syncPeriodSeconds"],
         bootstrapped=bootstrapped,
+        standby=configuration.standby_source(spec),
     )
     return {
         "apiVersion": "v1",

@@ -30,7 +30,7 @@ async def reconcile(ctx: Context) -> Result | None:
     """Run the init SQL once, when asked and not yet done; after a failure, ask to be called
     again when its back-off ends."""
     wanted = ctx.spec.get("databaseInitSQL")
-    ready = ctx.instances.ready_primary is not None
+    ready = ctx.instances.writable_primary is not None
     if not wanted or not due(ctx.status, ctx.spec, wanted["name"], primary_ready=ready):
         return None
     next_attempt, delay = ctx.memory.database_init_retry or (0.0, FIRST_RETRY / 2)

@@ -16,7 +16,7 @@ from reconciler import naming
 from reconciler.patroni import config as patroni_config
 from reconciler.pgbackrest import config as pgbackrest_config
 from reconciler.pgbackrest import restore
-from reconciler.pgbackrest.postgres import backups_enabled
+from reconciler.pgbackrest.postgres import backups_enabled, standby_repo
 from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import data_source, instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
@@ -322,11 +322,14 @@ def observed_instances(statefulsets: list[JSON], pods: list[JSON], sets: list[st
 def _replica_methods(ctx: Context, *, separate_wal: bool) -> dict[str, JSON]:
     """pgBackRest's restore as Patroni's first way to create a replica, once a repository holds
     the replica-create backup (PGO's): a new replica then copies from the repository, not from
-    the primary."""
+    the primary. A standby cluster fed by a repository restores from that one, whose
+    backups another cluster takes (PGO's)."""
     if not backups_enabled(ctx.spec):
         return {}
     repos = (ctx.status.get("pgbackrest") or {}).get("repos") or []
-    ready = next((r["name"] for r in repos if r.get("replicaCreateBackupComplete")), None)
+    ready = standby_repo(ctx.spec) or next(
+        (r["name"] for r in repos if r.get("replicaCreateBackupComplete")), None
+    )
     if ready is None:
         return {}
     command = pgbackrest_config.replica_create_command(ctx.spec, ready, wal_volume=separate_wal)

@@ -11,6 +11,11 @@
   later, when an edit of the spec would make it possible (PGO keeps retrying it, so a fixed
   `targetInstance` switches over at once, before the user asks again). A new annotation value
   asks again.
+- A standby cluster (`spec.standby`) gets Patroni's `standby_cluster` section through the same
+  configuration; `enabled: false` removes it, and Patroni promotes the standby leader. While
+  the cluster is a standby, the condition `StandbyReplaying` says what the standby leader
+  received and replayed (Patroni's GET /patroni, at most every 15 s) and whether
+  `spec.standby.host` can be reached; the Event `StandbyPromoted` marks the promotion.
 - Members Patroni reports with `pending_restart` (a parameter that needs one changed) restart
   one at a time, replicas first, the primary last, and only while every member is running.
   This is looked at after the operator patched the configuration, and once per operator start.
@@ -19,6 +24,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -30,12 +36,18 @@ import structlog
 from reconciler import naming
 from reconciler.patroni.client import PatroniClient, PatroniError
 from reconciler.postgres.connection import client_tls
-from reconciler.postgrescluster import configuration, pooling
+from reconciler.postgrescluster import configuration, pooling, standby
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime import conditions
 from reconciler.runtime.client import JSON
+from reconciler.runtime.controller import Result
 
 log = structlog.get_logger(__name__)
+
+# How often a standby leader's replay is looked at: at most every MIN_INTERVAL, at least every
+# POLL_SECONDS.
+MIN_INTERVAL = 15.0
+POLL_SECONDS = 30.0
 
 
 class InvalidSwitchover(ValueError):
@@ -114,21 +126,24 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else str(value)
 
 
-async def reconcile(ctx: Context) -> None:
-    """Bring the DCS configuration in line and carry out a pending switchover."""
-    if not ctx.bootstrapped or ctx.spec.get("shutdown"):
-        return
+async def reconcile(ctx: Context) -> Result | None:
+    """Bring the DCS configuration in line, carry out a pending switchover, and report a
+    standby cluster's replay."""
+    if ctx.spec.get("shutdown"):
+        return None
     primary = ctx.instances.ready_primary
-    if primary is None:
-        return
+    if not ctx.bootstrapped or primary is None:
+        return await _standby(ctx, None, None)
     host = naming.instance_pod_dns(primary["metadata"]["name"], ctx.name, ctx.namespace)
     client = PatroniClient(host, ctx.spec["patroni"]["port"], client_tls(ctx.root_ca))
     try:
         await _configure(ctx, client)
         await _restart_pending(ctx, client)
         await _switchover(ctx, client, primary)
+        return await _standby(ctx, client, primary)
     except PatroniError as error:
         log.info("Patroni not reachable or refused; retrying later", error=str(error))
+    return Result(requeue_after=POLL_SECONDS) if standby.enabled(ctx.spec) else None
 
 
 async def _configure(ctx: Context, client: PatroniClient) -> None:
@@ -136,7 +151,8 @@ async def _configure(ctx: Context, client: PatroniClient) -> None:
     digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
     if ctx.memory.patroni_configuration == digest:
         return
-    patch = config_patch(desired, await client.config())
+    current = await client.config()
+    patch = config_patch(desired, current) | standby.dcs_patch(desired, current)
     if patch:
         await client.patch_config(patch)
         log.info("patched Patroni's dynamic configuration", keys=sorted(patch))
@@ -243,4 +259,78 @@ def _timeline(cluster: JSON, leader: str) -> int | None:
     for member in cluster.get("members") or []:
         if member.get("name") == leader and member.get("timeline") is not None:
             return int(member["timeline"])
+    return None
+
+
+async def _standby(
+    ctx: Context, client: PatroniClient | None, leader: JSON | None
+) -> Result | None:
+    """`StandbyReplaying` while the cluster is a standby; its promotion, once asked for."""
+    previous = conditions.find(ctx.status.get("conditions") or [], naming.CONDITION_STANDBY)
+    if not standby.enabled(ctx.spec):
+        if previous is None:
+            return None
+        promoted = ctx.instances.writable_primary
+        if promoted is None:
+            ctx.set_condition(
+                naming.CONDITION_STANDBY,
+                "False",
+                "Promoting",
+                "spec.standby.enabled is false: Patroni promotes the standby leader",
+            )
+            return Result(requeue_after=MIN_INTERVAL)
+        ctx.clear_condition(naming.CONDITION_STANDBY)
+        name = promoted["metadata"]["name"]
+        await ctx.recorder.event(
+            ctx.raw,
+            "Normal",
+            "StandbyPromoted",
+            f"The standby cluster was promoted: {name} is its primary and accepts writes",
+        )
+        return None
+    now = time.monotonic()
+    if now - ctx.memory.standby_observed < MIN_INTERVAL and previous is not None:
+        return Result(requeue_after=POLL_SECONDS)
+    ctx.memory.standby_observed = now
+    source = standby.source(ctx.spec)
+    if client is None or leader is None:
+        state = (
+            "False",
+            "StandbyLeaderNotReady",
+            f"No standby leader is ready yet ({source}); the instance pods' logs tell what it "
+            "waits for",
+        )
+    else:
+        name = leader["metadata"]["name"]
+        member = await client.status()
+        if member.get("role") == "standby_leader":
+            state = ("True", "Replaying", standby.replay_message(name, member))
+        else:
+            state = (
+                "False",
+                "Demoting",
+                f"{name} is still a primary: Patroni turns it into the standby leader ({source})",
+            )
+    unreachable = await _unreachable(ctx.spec.get("standby") or {})
+    if unreachable:
+        state = ("False", "StandbySourceUnreachable", f"{unreachable}; {state[2]}")
+        if previous is None or previous.get("reason") != "StandbySourceUnreachable":
+            await ctx.warn("StandbySourceUnreachable", unreachable)
+    ctx.set_condition(naming.CONDITION_STANDBY, *state)
+    return Result(requeue_after=POLL_SECONDS)
+
+
+async def _unreachable(spec: Mapping[str, Any]) -> str | None:
+    """Why `spec.standby.host` cannot be reached from the operator (a TCP connection), else
+    None. Not an error of the spec: the other cluster may be down, which is what a standby is
+    for; the condition makes it visible."""
+    host = spec.get("host")
+    if not host:
+        return None
+    port = int(spec.get("port") or 5432)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=5)
+    except (OSError, TimeoutError) as error:
+        return f"spec.standby.host {host}:{port} is not reachable from the operator: {error!r}"
+    writer.close()
     return None

@@ -23,7 +23,6 @@ from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.pki import authority, certificates, x509
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.instance_pod import default_topology_spread
-from reconciler.postgrescluster.observed import pod_ready
 from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, ApiError
 from reconciler.runtime.controller import Result
@@ -314,9 +313,11 @@ async def _stanza(ctx: Context, status: JSON, *, ready: bool) -> Result | None:
     """Create the stanza once the primary is ready and the repositories reachable."""
     repos: list[JSON] = status["repos"]
     result: Result | None = None
-    primary = ctx.instances.primary
+    # The primary of a standby cluster is in recovery: pgBackRest needs one that is not,
+    # and the stanza is the other cluster's to create (PGO's).
+    primary = ctx.instances.writable_primary
     pending = any(not r["stanzaCreated"] for r in repos)
-    if pending and ready and primary is not None and pod_ready(primary):
+    if pending and ready and primary is not None:
         argv = config.stanza_create_argv(ctx.spec, config.config_hash(ctx.spec))
         name = primary["metadata"]["name"]
         try:

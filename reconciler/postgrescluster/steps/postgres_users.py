@@ -22,9 +22,12 @@ from reconciler.postgres import connection, sql
 from reconciler.postgrescluster import user_secrets
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import JSON
+from reconciler.runtime.controller import Result
 from reconciler.runtime.resources import SECRETS
 
 log = structlog.get_logger(__name__)
+# When to try again after the primary could not be reached.
+RETRY = Result(requeue_after=5.0)
 
 
 def wants_schemas(annotations: Mapping[str, str], *, gate: bool) -> bool:
@@ -32,28 +35,32 @@ def wants_schemas(annotations: Mapping[str, str], *, gate: bool) -> bool:
     return gate and annotations.get(naming.ANNOTATION_AUTO_CREATE_USER_SCHEMA) == "true"
 
 
-async def reconcile(ctx: Context) -> None:
+async def reconcile(ctx: Context) -> Result | None:
     """Create and alter roles, create databases and grant them, create user schemas."""
     wanted = user_secrets.effective_users(ctx.name, ctx.spec.get("users"))
-    if not wanted or ctx.spec.get("shutdown") or ctx.instances.ready_primary is None:
-        return
+    if not wanted or ctx.spec.get("shutdown") or ctx.instances.writable_primary is None:
+        return None
     if ctx.spec.get("customTLSSecret"):
         await _cannot_authenticate(ctx)
-        return
-    verifiers: dict[str, str] = {}
-    for user in wanted:
-        secret = ctx.cached(SECRETS, naming.postgres_user_secret(ctx.name, user["name"]))
-        verifier = ((secret or {}).get("data") or {}).get("verifier")
-        if not verifier:
-            return  # the Secret was just written; its event brings us back
-        verifiers[user["name"]] = base64.b64decode(verifier).decode()
+        return None
+    verifiers = _verifiers(ctx, wanted)
+    if verifiers is None:
+        return None  # a Secret was just written; its event brings us back
     schemas = wants_schemas(
         ctx.raw["metadata"].get("annotations") or {},
         gate=ctx.environment.auto_create_user_schema,
     )
     revision = sql.users_revision(wanted, verifiers, schemas=schemas)
     if ctx.status.get("usersRevision") == revision:
-        return
+        return None
+    return await _apply(ctx, wanted, verifiers, schemas=schemas, revision=revision)
+
+
+async def _apply(
+    ctx: Context, wanted: list[JSON], verifiers: dict[str, str], *, schemas: bool, revision: str
+) -> Result | None:
+    """Provision the users on the primary and record `revision`; a Warning when PostgreSQL
+    refuses, another try soon when the primary cannot be reached."""
     host = naming.service_dns(naming.cluster_primary_service(ctx.name), ctx.namespace)
     try:
         await _provision(
@@ -64,16 +71,37 @@ async def reconcile(ctx: Context) -> None:
             verifiers=verifiers,
             schemas=schemas,
         )
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
-        # The primary's address follows its leader record within a Patroni loop: not news.
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.ReadOnlySQLTransactionError,
+    ) as error:
+        # The primary's address follows its leader record within a Patroni loop, and a
+        # promoted standby leader is labelled primary a moment before PostgreSQL leaves
+        # recovery (seen: one second): not news. Nothing else may change on an idle primary
+        # to bring another reconcile: ask for one.
         log.info("primary not reachable yet; provisioning users later", error=str(error))
-        return
+        return RETRY
     except asyncpg.PostgresError as error:
         message = f"Could not provision spec.users in PostgreSQL: {error}"
         log.warning("provisioning users failed", error=str(error))
         await ctx.warn(naming.REASON_USERS_FAILED, message)
-        return
+        return None
     ctx.status["usersRevision"] = revision
+    return None
+
+
+def _verifiers(ctx: Context, wanted: list[JSON]) -> dict[str, str] | None:
+    """Each user's SCRAM verifier, from its Secret; None while one is not cached yet."""
+    verifiers: dict[str, str] = {}
+    for user in wanted:
+        secret = ctx.cached(SECRETS, naming.postgres_user_secret(ctx.name, user["name"]))
+        verifier = ((secret or {}).get("data") or {}).get("verifier")
+        if not verifier:
+            return None
+        verifiers[user["name"]] = base64.b64decode(verifier).decode()
+    return verifiers
 
 
 async def _cannot_authenticate(ctx: Context) -> None:

@@ -630,8 +630,10 @@ async def _restored(ctx: Context, job: JSON) -> None:
     ctx.status["startupInstance"] = new
     ctx.status["startupInstanceSet"] = set_name or ctx.spec["instances"][0]["name"]
     (ctx.status.get("patroni") or {}).pop("systemIdentifier", None)
-    # The restored roles have the passwords of their time: the users step sets them again.
+    # The restored roles have the passwords of their time, and the data may predate pooling:
+    # the users and pgBouncer steps run their SQL again (PGO clears the latter too).
     ctx.status.pop("usersRevision", None)
+    ((ctx.status.get("proxy") or {}).get("pgBouncer") or {}).pop("postgresRevision", None)
     ctx.set_condition(
         naming.CONDITION_POSTGRES_DATA_INITIALIZED,
         "True",

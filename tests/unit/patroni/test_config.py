@@ -79,3 +79,41 @@ def test_contributed_replica_methods_come_before_a_base_backup() -> None:
     )
     assert document["postgresql"]["create_replica_methods"] == ["restore", "basebackup"]
     assert document["postgresql"]["restore"] == method["restore"]
+
+
+def test_a_standby_cluster_bootstraps_with_patronis_standby_section() -> None:
+    """PGO's `standby_cluster`: the user's own keys kept, the source laid over them, a restore
+    from the repository tried before a base backup of the remote primary."""
+    dynamic = {"standby_cluster": {"primary_slot_name": "dr", "restore_command": "theirs"}}
+    source = config.StandbySource(host="hippo-primary.east", port=5432, restore_command="fetch")
+    dcs = config.dynamic_configuration(
+        PostgresSettings(), dynamic, ttl=30, loop_wait=10, standby=source
+    )
+    assert dcs["standby_cluster"] == {
+        "primary_slot_name": "dr",
+        "host": "hippo-primary.east",
+        "port": 5432,
+        "restore_command": "fetch",
+        "create_replica_methods": ["pgbackrest", "basebackup"],
+    }
+    streaming = config.standby_cluster({}, config.StandbySource(host="east"))
+    assert streaming == {"host": "east", "create_replica_methods": ["basebackup"]}
+    from_repo = config.standby_cluster({}, config.StandbySource(restore_command="fetch"))
+    assert from_repo == {"restore_command": "fetch", "create_replica_methods": ["pgbackrest"]}
+    text = config.cluster_yaml(
+        "hippo",
+        "ns",
+        PostgresSettings(),
+        {},
+        ttl=30,
+        loop_wait=10,
+        bootstrapped=False,
+        standby=source,
+    )
+    assert (
+        yaml.safe_load(text)["bootstrap"]["dcs"]["standby_cluster"]["host"] == "hippo-primary.east"
+    )
+    # Not a standby: no section of the operator's.
+    assert "standby_cluster" not in config.dynamic_configuration(
+        PostgresSettings(), {}, ttl=30, loop_wait=10
+    )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from reconciler.postgrescluster.observed import Instances, instance_set_of, is_primary, pod_ready
+from reconciler.postgrescluster.observed import (
+    Instances,
+    instance_set_of,
+    is_primary,
+    patroni_role,
+    pod_ready,
+)
 from reconciler.runtime.client import JSON
 
 PREFIX = "postgres-operator.crunchydata.com/"
@@ -44,3 +50,17 @@ def test_names_are_the_statefulsets_sorted() -> None:
     instances = Instances(pods=[], statefulsets=sets)
     assert instances.names == ["a", "b"]
     assert list(instances.statefulsets_by_name()) == ["b", "a"]
+
+
+def test_the_standby_leader_is_the_leader_but_not_writable() -> None:
+    """Patroni labels a standby cluster's leader `master` too; its `status` annotation says
+    `standby_leader`, and only a leader that is not one takes writes."""
+    leader = _pod("b", role="master")
+    leader["metadata"]["annotations"] = {"status": '{"role":"standby_leader","state":"running"}'}
+    standby = Instances(pods=[leader], statefulsets=[])
+    assert standby.ready_primary is leader
+    assert standby.writable_primary is None
+    assert patroni_role(leader) == "standby_leader"
+    leader["metadata"]["annotations"]["status"] = '{"role":"master","state":"running"}'
+    assert Instances(pods=[leader], statefulsets=[]).writable_primary is leader
+    assert patroni_role(_pod("c")) == ""

@@ -44,9 +44,8 @@ def test_unsupported_fields_name_each_section_present() -> None:
     # Cloud repositories are run (S3 end to end; GCS and Azure by their configuration), and
     # pgBouncer, the only proxy.
     assert status.unsupported_fields(spec) == ["spec.monitoring"]
-    assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == [
-        "spec.standby"
-    ]
+    # Standby clusters are acted on.
+    assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == []
 
 
 def test_unsupported_message_names_the_sections() -> None:
