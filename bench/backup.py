@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from reconciler_envtest import ControlPlane, images
@@ -136,9 +137,11 @@ async def _print_job_phases(kube: Client) -> None:
     print("  " + ", ".join(f"{k} {v[11:19]}" for k, v in marks.items()))
 
 
-async def main(gib: float) -> None:
-    """Run the three measurements and print them."""
-    with tempfile.TemporaryDirectory(prefix="bench-backup-") as scratch:
+@contextlib.asynccontextmanager
+async def quick_start(prefix: str) -> AsyncIterator[tuple[Client, Client, JSON]]:
+    """A control plane of its own with the process node, the CRDs, the operator in-process:
+    (the bench's client, the operator's client, the quick-start hippo to create)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         async with (
             ControlPlane(Path(scratch), process_node=True) as plane,
             await Client.from_kubeconfig(str(plane.kubeconfig), user_agent="bench") as kube,
@@ -150,64 +153,65 @@ async def main(gib: float) -> None:
             related = {
                 k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()
             }
-            settings = Settings(images=related, workers=2)
-            async with operator(plane.kubeconfig, settings) as client:
-                started = time.monotonic()
-                await kube.create(CLUSTERS, cluster)
+            async with operator(plane.kubeconfig, Settings(images=related, workers=2)) as client:
+                yield kube, client, cluster
 
-                async def first_backup() -> bool:
-                    repos = ((await hippo_now(kube)).get("status") or {}).get("pgbackrest") or {}
-                    return any(
-                        r.get("replicaCreateBackupComplete") for r in repos.get("repos") or []
-                    )
 
-                await until(first_backup, 900)
-                first = time.monotonic() - started
-                print(f"create to first completed backup: {first:.1f} s")
+async def main(gib: float) -> None:
+    """Run the three measurements and print them."""
+    async with quick_start("bench-backup-") as (kube, client, cluster):
+        started = time.monotonic()
+        await kube.create(CLUSTERS, cluster)
 
-                await load(kube, gib)
-                first_by_hand = await full_backup_by_hand(kube)
-                print(f"pgbackrest backup by hand, before the operator's: {first_by_hand:.1f} s")
+        async def first_backup() -> bool:
+            repos = ((await hippo_now(kube)).get("status") or {}).get("pgbackrest") or {}
+            return any(r.get("replicaCreateBackupComplete") for r in repos.get("repos") or [])
 
-                before = Counter(client.requests)
-                asked = time.monotonic()
-                await kube.patch(
-                    CLUSTERS,
-                    "hippo",
-                    {
-                        "metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_BACKUP: "b1"}},
-                        "spec": {
-                            "backups": {
-                                "pgbackrest": {
-                                    "manual": {
-                                        "repoName": "repo1",
-                                        "options": ["--type=full"],
-                                    }
-                                }
+        await until(first_backup, 900)
+        first = time.monotonic() - started
+        print(f"create to first completed backup: {first:.1f} s")
+
+        await load(kube, gib)
+        first_by_hand = await full_backup_by_hand(kube)
+        print(f"pgbackrest backup by hand, before the operator's: {first_by_hand:.1f} s")
+
+        before = Counter(client.requests)
+        asked = time.monotonic()
+        await kube.patch(
+            CLUSTERS,
+            "hippo",
+            {
+                "metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_BACKUP: "b1"}},
+                "spec": {
+                    "backups": {
+                        "pgbackrest": {
+                            "manual": {
+                                "repoName": "repo1",
+                                "options": ["--type=full"],
                             }
-                        },
-                    },
-                    namespace=NAMESPACE,
-                )
+                        }
+                    }
+                },
+            },
+            namespace=NAMESPACE,
+        )
 
-                async def manual_done() -> bool:
-                    status = (await hippo_now(kube)).get("status") or {}
-                    manual = (status.get("pgbackrest") or {}).get("manualBackup") or {}
-                    return manual.get("id") == "b1" and bool(manual.get("finished"))
+        async def manual_done() -> bool:
+            status = (await hippo_now(kube)).get("status") or {}
+            manual = (status.get("pgbackrest") or {}).get("manualBackup") or {}
+            return manual.get("id") == "b1" and bool(manual.get("finished"))
 
-                await until(manual_done, 3600)
-                operator_seconds = time.monotonic() - asked
-                sent = client.requests - before
-                print(f"operator-driven full backup: {operator_seconds:.1f} s")
-                await _print_job_phases(kube)
-                print(
-                    f"  requests sent meanwhile: {sum(sent.values())} {dict(sorted(sent.items()))}"
-                )
+        await until(manual_done, 3600)
+        operator_seconds = time.monotonic() - asked
+        sent = client.requests - before
+        print(f"operator-driven full backup: {operator_seconds:.1f} s")
+        await _print_job_phases(kube)
+        print(f"  requests sent meanwhile: {sum(sent.values())} {dict(sorted(sent.items()))}")
 
-                second = await full_backup_by_hand(kube)
-                print(f"pgbackrest backup by hand, after it: {second:.1f} s")
-                hand_seconds = (first_by_hand + second) / 2
-                print(f"ratio operator / by hand (mean): {operator_seconds / hand_seconds:.2f}")
+        second = await full_backup_by_hand(kube)
+        print(f"pgbackrest backup by hand, after it: {second:.1f} s")
+        hand_seconds = (first_by_hand + second) / 2
+        print(f"ratio operator / by hand (mean): {operator_seconds / hand_seconds:.2f}")
 
 
 if __name__ == "__main__":

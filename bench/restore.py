@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
-from reconciler_envtest import ControlPlane, images
-
-from bench.backup import full_backup_by_hand, hippo_now, load, primary_pod, run, until
-from bench.hippo_requests import operator
+from bench.backup import (
+    full_backup_by_hand,
+    hippo_now,
+    load,
+    primary_pod,
+    quick_start,
+    run,
+    until,
+)
 from reconciler import naming
 from reconciler.api import crd
-from reconciler.config import Settings
 from reconciler.runtime.client import Client
 from reconciler.runtime.resources import JOBS, PODS
-from tests.api_examples import hippo
 
 CLUSTERS = crd.POSTGRES_CLUSTERS.resource
 NAMESPACE = "default"
@@ -41,98 +42,78 @@ async def _sql(kube: Client, query: str) -> str:
 
 async def main(gib: float) -> None:
     """Load, back up, restore in place; print the figures."""
-    with tempfile.TemporaryDirectory(prefix="bench-restore-") as scratch:
-        async with (
-            ControlPlane(Path(scratch), process_node=True) as plane,
-            await Client.from_kubeconfig(str(plane.kubeconfig), user_agent="bench") as kube,
-        ):
-            await crd.install(kube, field_manager="bench")
-            cluster = hippo()
-            cluster["metadata"]["namespace"] = NAMESPACE
-            cluster["spec"]["postgresVersion"] = images.POSTGRES_VERSION
-            related = {
-                k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()
-            }
-            async with operator(plane.kubeconfig, Settings(images=related, workers=2)):
-                await kube.create(CLUSTERS, cluster)
+    async with quick_start("bench-restore-") as (kube, _, cluster):
+        await kube.create(CLUSTERS, cluster)
 
-                async def first_backup() -> bool:
-                    repos = ((await hippo_now(kube)).get("status") or {}).get("pgbackrest") or {}
-                    return any(
-                        r.get("replicaCreateBackupComplete") for r in repos.get("repos") or []
-                    )
+        async def first_backup() -> bool:
+            repos = ((await hippo_now(kube)).get("status") or {}).get("pgbackrest") or {}
+            return any(r.get("replicaCreateBackupComplete") for r in repos.get("repos") or [])
 
-                await until(first_backup, 900)
-                await load(kube, gib)
-                print(f"full backup by hand: {await full_backup_by_hand(kube):.1f} s")
-                rows = await _sql(kube, "select count(*) from bench")
-                target = await _sql(kube, "select clock_timestamp()")
-                await _sql(kube, "create table marked as select 1 as n")
-                await _sql(kube, "select pg_switch_wal()")
+        await until(first_backup, 900)
+        await load(kube, gib)
+        print(f"full backup by hand: {await full_backup_by_hand(kube):.1f} s")
+        rows = await _sql(kube, "select count(*) from bench")
+        target = await _sql(kube, "select clock_timestamp()")
+        await _sql(kube, "create table marked as select 1 as n")
+        await _sql(kube, "select pg_switch_wal()")
 
-                asked = time.monotonic()
-                marks: dict[str, float] = {}
-                await kube.patch(
-                    CLUSTERS,
-                    "hippo",
-                    {
-                        "metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_RESTORE: "r1"}},
-                        "spec": {
-                            "backups": {
-                                "pgbackrest": {
-                                    "restore": {
-                                        "enabled": True,
-                                        "repoName": "repo1",
-                                        "options": ["--type=time", f'--target="{target}"'],
-                                    }
-                                }
+        asked = time.monotonic()
+        marks: dict[str, float] = {}
+        await kube.patch(
+            CLUSTERS,
+            "hippo",
+            {
+                "metadata": {"annotations": {naming.ANNOTATION_PGBACKREST_RESTORE: "r1"}},
+                "spec": {
+                    "backups": {
+                        "pgbackrest": {
+                            "restore": {
+                                "enabled": True,
+                                "repoName": "repo1",
+                                "options": ["--type=time", f'--target="{target}"'],
                             }
-                        },
-                    },
-                    namespace=NAMESPACE,
-                )
+                        }
+                    }
+                },
+            },
+            namespace=NAMESPACE,
+        )
 
-                async def ready() -> bool:
-                    now = time.monotonic() - asked
-                    selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_INSTANCE}"
-                    pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
-                    if not pods:
-                        marks.setdefault("instances stopped", now)
-                    job = (
-                        await kube.list(
-                            JOBS, NAMESPACE, label_selector=naming.LABEL_PGBACKREST_RESTORE
-                        )
-                    ).items
-                    if job and (job[0].get("status") or {}).get("succeeded"):
-                        marks.setdefault("restore Job complete", now)
-                    status = (await hippo_now(kube)).get("status") or {}
-                    conditions = {c["type"]: c for c in status.get("conditions") or []}
-                    done = (conditions.get("Ready") or {}).get("status") == "True" and (
-                        (status.get("pgbackrest") or {}).get("restore") or {}
-                    ).get("succeeded")
-                    return bool(done)
+        async def ready() -> bool:
+            now = time.monotonic() - asked
+            selector = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_INSTANCE}"
+            pods = (await kube.list(PODS, NAMESPACE, label_selector=selector)).items
+            if not pods:
+                marks.setdefault("instances stopped", now)
+            job = (
+                await kube.list(JOBS, NAMESPACE, label_selector=naming.LABEL_PGBACKREST_RESTORE)
+            ).items
+            if job and (job[0].get("status") or {}).get("succeeded"):
+                marks.setdefault("restore Job complete", now)
+            status = (await hippo_now(kube)).get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions") or []}
+            done = (conditions.get("Ready") or {}).get("status") == "True" and (
+                (status.get("pgbackrest") or {}).get("restore") or {}
+            ).get("succeeded")
+            return bool(done)
 
-                await until(ready, 3600)
-                seconds = time.monotonic() - asked
-                restored = await _sql(kube, "select count(*) from bench")
-                marked = await _sql(
-                    kube, "select count(*) from pg_tables where tablename = 'marked'"
-                )
-                assert restored == rows, (restored, rows)
-                assert marked == "0", marked
-                (job,) = (
-                    await kube.list(JOBS, NAMESPACE, label_selector=naming.LABEL_PGBACKREST_RESTORE)
-                ).items
-                job_status = job["status"]
-                print(
-                    f"restore Job: {job_status['startTime'][11:19]} "
-                    f"to {job_status['completionTime'][11:19]}"
-                )
-                phases = ", ".join(f"{k} {v:.1f} s" for k, v in marks.items())
-                print(
-                    f"in-place restore, annotation to Ready with data: {seconds:.1f} s ({phases})"
-                )
-                print(f"rows checked: {restored}; the row after the target is gone")
+        await until(ready, 3600)
+        seconds = time.monotonic() - asked
+        restored = await _sql(kube, "select count(*) from bench")
+        marked = await _sql(kube, "select count(*) from pg_tables where tablename = 'marked'")
+        assert restored == rows, (restored, rows)
+        assert marked == "0", marked
+        (job,) = (
+            await kube.list(JOBS, NAMESPACE, label_selector=naming.LABEL_PGBACKREST_RESTORE)
+        ).items
+        job_status = job["status"]
+        print(
+            f"restore Job: {job_status['startTime'][11:19]} "
+            f"to {job_status['completionTime'][11:19]}"
+        )
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in marks.items())
+        print(f"in-place restore, annotation to Ready with data: {seconds:.1f} s ({phases})")
+        print(f"rows checked: {restored}; the row after the target is gone")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,14 @@ def awaiting_data(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return requested and not _bootstrapped(status) and not _initialized(status)
 
 
+def initialized_by_bootstrap(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether a cluster with a data source bootstrapped without `PostgresDataInitialized`
+    saying so (a cluster given a data source after its start, or the condition removed):
+    PGO then records it as `ClusterAlreadyBootstrapped`."""
+    requested = restore_source(spec) is not None or adopted_data_volume(spec) is not None
+    return requested and _bootstrapped(status) and not _initialized(status)
+
+
 def from_existing_data(status: Mapping[str, Any]) -> bool:
     """Whether data was put in place (a restore, an adopted volume) that Patroni has yet to
     bootstrap the cluster from."""

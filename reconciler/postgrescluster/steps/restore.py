@@ -94,6 +94,13 @@ async def reconcile(ctx: Context) -> Result | None:
         await _preview(ctx, section)
     if _in_place_requested(ctx) or restore.restoring_in_place(ctx.status):
         return await _in_place(ctx, job)
+    if data_source.initialized_by_bootstrap(ctx.spec, ctx.status):
+        ctx.set_condition(
+            naming.CONDITION_POSTGRES_DATA_INITIALIZED,
+            "True",
+            "ClusterAlreadyBootstrapped",
+            "The cluster is already bootstrapped",
+        )
     if data_source.restore_source(ctx.spec) is not None:
         return await _bootstrap(ctx, job)
     return None
@@ -128,12 +135,7 @@ async def _in_place(ctx: Context, job: JSON | None) -> Result | None:
         return await _start_in_place(ctx, entry["id"])
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _failed(
-            ctx,
-            job,
-            await job_logs.job_error(ctx, job, naming.CONTAINER_PGBACKREST_RESTORE),
-            in_place=True,
-        )
+        await _job_failed(ctx, job, in_place=True)
         return None
     if outcome == "Complete":
         return await _replace_instances(ctx, job)
@@ -209,18 +211,6 @@ async def _start_in_place(ctx: Context, identifier: str) -> Result | None:
 
 async def _bootstrap(ctx: Context, job: JSON | None) -> Result | None:
     """Fill the first instance's volumes of a new cluster from its data source."""
-    initialized = conditions.find(
-        ctx.status.get("conditions") or [], naming.CONDITION_POSTGRES_DATA_INITIALIZED
-    )
-    if ctx.bootstrapped:
-        if initialized is None or initialized.get("status") != "True":
-            ctx.set_condition(
-                naming.CONDITION_POSTGRES_DATA_INITIALIZED,
-                "True",
-                "ClusterAlreadyBootstrapped",
-                "The cluster is already bootstrapped",
-            )
-        return None
     if not data_source.awaiting_data(ctx.spec, ctx.status):
         return None  # restored: the instance bootstraps from it
     identifier = naming.bootstrap_restore_id(ctx.name)
@@ -253,12 +243,7 @@ async def _bootstrap(ctx: Context, job: JSON | None) -> Result | None:
         return None
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _failed(
-            ctx,
-            job,
-            await job_logs.job_error(ctx, job, naming.CONTAINER_PGBACKREST_RESTORE),
-            in_place=False,
-        )
+        await _job_failed(ctx, job, in_place=False)
     elif outcome == "Complete":
         await _restored(ctx, job)
     return None
@@ -503,6 +488,11 @@ async def _start(ctx: Context, plan: Plan, identifier: str, set_name: str) -> No
             PERSISTENT_VOLUME_CLAIMS,
             instance_objects.data_volume(ctx.owner, instance_set, instance, wal=True),
         )
+
+
+async def _job_failed(ctx: Context, job: JSON, *, in_place: bool) -> None:
+    error = await job_logs.job_error(ctx, job, naming.CONTAINER_PGBACKREST_RESTORE)
+    await _failed(ctx, job, error, in_place=in_place)
 
 
 async def _failed(ctx: Context, job: JSON | None, error: str, *, in_place: bool) -> None:

@@ -33,18 +33,6 @@ async def reconcile(ctx: Context) -> Result | None:
     volume = data_source.adopted_data_volume(ctx.spec)
     if volume is None:
         return None
-    if ctx.bootstrapped:
-        found = conditions.find(
-            ctx.status.get("conditions") or [], naming.CONDITION_POSTGRES_DATA_INITIALIZED
-        )
-        if found is None or found.get("status") != "True":
-            ctx.set_condition(
-                naming.CONDITION_POSTGRES_DATA_INITIALIZED,
-                "True",
-                "ClusterAlreadyBootstrapped",
-                "The cluster is already bootstrapped",
-            )
-        return None
     if not data_source.awaiting_data(ctx.spec, ctx.status):
         return None
     instance_set = ctx.spec["instances"][0]
