@@ -224,11 +224,12 @@ def main() -> None:
         '{"spec":{"backups":{"pgbackrest":{"manual":'
         '{"repoName":"repo1","options":["--type=full"]}}}}}'
     )
+    # The target is the shell's `date` at the time the user runs it: the JSON's single quotes
+    # open and close around the command substitution.
+    now = "'\"$(date -u '+%F %T+00')\"'"
     restore = (
         '{"spec":{"backups":{"pgbackrest":{"restore":{"enabled":true,"repoName":"repo1",'
-        '"options":["--type=time","--target=\\"'
-        "$(date -u '+%F %T+00')"
-        '\\""]}}}}}'
+        f'"options":["--type=time","--target=\\"{now}\\""]}}}}}}}}}}'
     )
     pooler = '{"spec":{"proxy":{"pgBouncer":{"config":{"global":{"pool_mode":"transaction"}}}}}}'
     print(
