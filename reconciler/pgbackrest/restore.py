@@ -502,11 +502,6 @@ def info_argv(stanza: str, repo: str) -> list[str]:
     ]
 
 
-def _condition_true(status: Mapping[str, Any], type_: str) -> bool:
-    found = conditions.find(status.get("conditions") or [], type_)
-    return found is not None and found.get("status") == "True"
-
-
 def restoring_in_place(status: Mapping[str, Any]) -> bool:
     """Whether an in-place restore is under way: the instances stay stopped meanwhile."""
-    return _condition_true(status, naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING)
+    return conditions.is_true(status, naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING)

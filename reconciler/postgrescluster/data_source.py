@@ -38,10 +38,7 @@ def adopted_data_volume(spec: Mapping[str, Any]) -> JSON | None:
 
 
 def _initialized(status: Mapping[str, Any]) -> bool:
-    found = conditions.find(
-        status.get("conditions") or [], naming.CONDITION_POSTGRES_DATA_INITIALIZED
-    )
-    return found is not None and found.get("status") == "True"
+    return conditions.is_true(status, naming.CONDITION_POSTGRES_DATA_INITIALIZED)
 
 
 def _bootstrapped(status: Mapping[str, Any]) -> bool:

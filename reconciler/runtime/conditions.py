@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Condition = dict[str, Any]
@@ -52,3 +52,9 @@ def remove_condition(conditions: Sequence[Condition], type_: str) -> list[Condit
 def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
     """The condition of `type_`, if set."""
     return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def is_true(status: Mapping[str, Any], type_: str) -> bool:
+    """Whether an object's `status` holds condition `type_` with status True."""
+    found = find(status.get("conditions") or [], type_)
+    return found is not None and found.get("status") == "True"

@@ -18,7 +18,7 @@ from reconciler.intent import Owner, metadata
 from reconciler.pgbackrest import config, pods, restore
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.postgrescluster.context import Context
-from reconciler.runtime import jobs
+from reconciler.runtime import conditions, jobs
 from reconciler.runtime.client import JSON
 from reconciler.runtime.controller import Result
 from reconciler.runtime.resources import CRON_JOBS, JOBS
@@ -219,7 +219,9 @@ async def _scheduled(ctx: Context, image: str) -> None:
     for existing in ctx.cluster_objects(CRON_JOBS, {naming.LABEL_PGBACKREST_CRONJOB: None}):
         if existing["metadata"]["name"] not in wanted:
             await ctx.delete(CRON_JOBS, existing)
-    ready = ctx.bootstrapped and _condition_true(ctx, naming.CONDITION_PGBACKREST_REPLICA_CREATE)
+    ready = ctx.bootstrapped and conditions.is_true(
+        ctx.status, naming.CONDITION_PGBACKREST_REPLICA_CREATE
+    )
     restoring = restore.restoring_in_place(ctx.status)
     for intent in wanted.values():
         repo = intent["metadata"]["labels"][naming.LABEL_PGBACKREST_REPO]
@@ -265,12 +267,6 @@ def _scheduled_status(job: JSON) -> JSON:
     return entry
 
 
-def _condition_true(ctx: Context, kind: str) -> bool:
-    return any(
-        c["type"] == kind and c["status"] == "True" for c in ctx.status.get("conditions") or []
-    )
-
-
 def _repo_status(ctx: Context, repo: str) -> JSON | None:
     repos = (ctx.status.get("pgbackrest") or {}).get("repos") or []
     return next((r for r in repos if r["name"] == repo), None)
@@ -308,11 +304,12 @@ async def _replica_create(ctx: Context, image: str) -> None:
                 return
             name = job["metadata"]["name"]
         else:
-            ready_host = not pods.volume_repos(ctx.spec) or _condition_true(
-                ctx, naming.CONDITION_PGBACKREST_REPO_HOST_READY
+            ready_host = not pods.volume_repos(ctx.spec) or conditions.is_true(
+                ctx.status, naming.CONDITION_PGBACKREST_REPO_HOST_READY
             )
             if not (
-                ready_host and _condition_true(ctx, naming.CONDITION_PGBACKREST_REPLICA_REPO_READY)
+                ready_host
+                and conditions.is_true(ctx.status, naming.CONDITION_PGBACKREST_REPLICA_REPO_READY)
             ):
                 return
             if _another_running(ctx):
@@ -407,8 +404,8 @@ async def _manual(ctx: Context, image: str) -> None:
         current = status["manualBackup"] = {"id": requested, "finished": False}
         ctx.clear_condition(naming.CONDITION_PGBACKREST_MANUAL_BACKUP)
     # One backup at a time: the replica-create backup goes first.
-    if current.get("finished") or not _condition_true(
-        ctx, naming.CONDITION_PGBACKREST_REPLICA_CREATE
+    if current.get("finished") or not conditions.is_true(
+        ctx.status, naming.CONDITION_PGBACKREST_REPLICA_CREATE
     ):
         return
     if problem := _manual_problem(ctx, manual):
