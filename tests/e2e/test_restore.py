@@ -30,7 +30,7 @@ from reconciler.runtime.resources import (
     PODS,
     SECRETS,
 )
-from tests.e2e.cluster import CLUSTERS, primary_pod, psql, timeline
+from tests.e2e.cluster import CLUSTERS, RESTRICTED, primary_pod, psql, timeline
 from tests.e2e.test_backups import cluster_where, condition, hippo_with_backups
 from tests.e2e.test_s3_backups import CA_FILE, credentials, hippo_s3
 from tests.operator import ready_cluster
@@ -41,9 +41,8 @@ pytestmark = pytest.mark.usefixtures("operator")
 @contextlib.asynccontextmanager
 async def other_namespace(kube: Client, name: str) -> AsyncIterator[str]:
     """A namespace of the test's own beside the fixture's; deleted afterwards."""
-    await kube.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
+    metadata = {"name": name, "labels": RESTRICTED}
+    await kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
     try:
         yield name
     finally:
@@ -446,12 +445,20 @@ async def test_the_volumes_of_a_pgo_v4_cluster_are_adopted(kube: Client, namespa
         "metadata": {"name": "legacy", "namespace": namespace},
         "spec": {
             "restartPolicy": "Never",
-            "securityContext": {"fsGroup": 26},
+            "securityContext": {
+                "fsGroup": 26,
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "legacy",
                     "image": image,
                     "command": ["bash", "-ceu", "--", LEGACY],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
                     "volumeMounts": [
                         {"name": name, "mountPath": path} for name, path in CLAIMS.items()
                     ],
