@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-import pytest_asyncio
 import yaml
 from cryptography import x509 as cx509
 from reconciler_envtest.controlplane import ControlPlane
@@ -53,14 +52,6 @@ PREFIX = "postgres-operator.crunchydata.com/"
 IMAGES = EXAMPLE_IMAGES
 
 pytestmark = pytest.mark.usefixtures("crds", "operator")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def operator(operator_kubeconfig: Path, crds: None) -> AsyncIterator[Manager]:
-    """The operator's PostgresCluster controller, running against the session control plane
-    under its own ServiceAccount and RBAC."""
-    async with running_operator(operator_kubeconfig, Settings(images=IMAGES, workers=2)) as manager:
-        yield manager
 
 
 def _hippo(namespace: str, **spec: Any) -> JSON:
