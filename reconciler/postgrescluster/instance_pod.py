@@ -306,11 +306,8 @@ def pod_spec(
                 "resources"
             )
             or {},
-            volumeMounts=[
-                _mount("cert-volume", postgres_config.TLS_DIRECTORY, read_only=True),
-                _mount("postgres-data", "/pgdata"),
-                _mount("tmp", "/tmp"),
-            ],
+            # The data (and WAL) volumes too: the container reports their free space.
+            volumeMounts=list(startup_mounts),
         ),
     ]
     volumes = _volumes(owner, spec, instance_set, instance, adopted or {})

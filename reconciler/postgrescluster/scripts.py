@@ -52,10 +52,44 @@ rm -f "${PGDATA}/recovery.signal"
 """
 
 # Re-installs the replication certificate when its Secret changes and tells PostgreSQL to reload.
+# Also reports the instance's disk space on its own pod, through the API with the pod's account
+# (no other process sees the filesystem): PGO's `suggested-pgdata-pvc-size`, half as much again
+# as /pgdata once it is more than 75% used (PGO's rule; the operator acts on it under the
+# AutoGrowVolumes gate), and `full-volumes`, the pod volumes with less than one WAL segment
+# (16 MiB) free, where PostgreSQL can no longer write. A patch goes only when a value changes.
 REPLICATION_CERT_COPY = r"""
 checksum() { find /pgconf/tls -type f -exec md5sum {} + 2>/dev/null | sort | md5sum; }
+account=/var/run/secrets/kubernetes.io/serviceaccount
+api="https://${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT}"
+annotate() {
+  curl --silent --show-error --fail --max-time 10 --cacert "${account}/ca.crt" \
+    --header "Authorization: Bearer $(< "${account}/token")" \
+    --header 'Content-Type: application/merge-patch+json' --request PATCH \
+    --data "{\"metadata\":{\"annotations\":{$1}}}" --output /dev/null \
+    "${api}/api/v1/namespaces/$(< "${account}/namespace")/pods/${HOSTNAME}"
+}
+json() { if [[ -n "$1" ]]; then printf '"%s"' "$1"; else printf null; fi; }
+df_field() { df "--block-size=$1" "--output=$2" "$3" | awk 'NR == 2 {print $1 + 0}'; }
+suggested='' reported=''
+report_space() {
+  local size use full='' volume avail
+  size=$(df_field M size /pgdata) use=$(df_field M pcent /pgdata)
+  if (( use > 75 )); then suggested="$(( size / 2 + size ))Mi"; fi
+  for volume in postgres-data:/pgdata postgres-wal:/pgwal; do
+    [[ -d "${volume#*:}" ]] || continue
+    avail=$(df_field K avail "${volume#*:}")
+    if (( avail < 16384 )); then full="${full:+${full},}${volume%%:*}"; fi
+  done
+  if [[ "${suggested}/${full}" != "${reported}" ]] &&
+    annotate "\"suggested-pgdata-pvc-size\":$(json "${suggested}"),$(
+      )\"postgres-operator.crunchydata.com/full-volumes\":$(json "${full}")"
+  then
+    reported="${suggested}/${full}"
+  fi
+}
 last=$(checksum)
 while sleep 5; do
+  report_space || true
   current=$(checksum)
   if [[ "${current}" != "${last}" ]]; then
     for file in tls.crt tls.key ca.crt; do
