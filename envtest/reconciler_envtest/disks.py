@@ -10,9 +10,9 @@ superblock and see the new size at once. tmpfs takes memory only for what is wri
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
-from decimal import Decimal
 from pathlib import Path
 
 from reconciler.runtime import quantity
@@ -29,8 +29,7 @@ def size_bytes(capacity: str) -> int:
     value = quantity.parse(capacity)
     if value is None or value <= 0:
         raise DiskError(f"volume capacity {capacity!r} is not a positive quantity")
-    pages = -(-value // Decimal(PAGE))  # rounded up
-    return int(max(pages, Decimal(1))) * PAGE
+    return max(math.ceil(value / PAGE), 1) * PAGE
 
 
 def _mount(*args: str) -> None:
