@@ -123,3 +123,19 @@ def test_container_info_is_in_pgo_units() -> None:
         "requests.memory",
     ]
     assert {r["divisor"] for r in refs} == {"0"}
+
+
+def test_the_disk_space_reporter_sees_the_data_and_wal_volumes() -> None:
+    """replication-cert-copy reports free space (scripts.REPLICATION_CERT_COPY): it mounts the
+    volumes it looks at, and patches only its own pod, with PGO's annotation name."""
+    with_wal = {**SET, "walVolumeClaimSpec": SET["dataVolumeClaimSpec"]}
+    for instance_set, paths in ((SET, ["/pgdata"]), (with_wal, ["/pgdata", "/pgwal"])):
+        pod = instance_pod.pod_spec(
+            OWNER, SPEC, instance_set, "hippo-instance1-abcd", image="pg", sidecars=False
+        )
+        reporter = next(c for c in pod["containers"] if c["name"] == "replication-cert-copy")
+        mounted = [m["mountPath"] for m in reporter["volumeMounts"]]
+        assert [p for p in mounted if p.startswith("/pg") and p != "/pgconf/tls"] == paths
+        script = reporter["command"][3]
+        assert "suggested-pgdata-pvc-size" in script
+        assert "/pods/${HOSTNAME}" in script
