@@ -88,7 +88,8 @@ async def test_a_filling_data_volume_grows_up_to_its_limit(kube: Client, namespa
     await wait_for(grown, timeout=120, interval=0.5)
     took = time.monotonic() - started
     print(
-        f"\nautogrow: 256Mi -> 384Mi in {took:.1f} s (from the volume past 75% used to the grown claim)"
+        f"\nautogrow: 256Mi -> 384Mi in {took:.1f} s "
+        "(from the volume past 75% used to the grown claim)"
     )
     assert await df(kube, pod, namespace, "size") == 384
     status = (await kube.get(CLUSTERS, "hippo", namespace))["status"]

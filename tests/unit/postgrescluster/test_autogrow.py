@@ -62,7 +62,8 @@ def test_growth_stops_at_the_limit_with_events() -> None:
         ("Normal", naming.REASON_VOLUME_LIMIT_REACHED),
         ("Warning", naming.REASON_DESIRED_VOLUME_ABOVE_LIMIT),
     ]
-    assert "3Gi" in above.events[1].message and "hippo/instance1" in above.events[1].message
+    assert "3Gi" in above.events[1].message
+    assert "hippo/instance1" in above.events[1].message
 
 
 def test_a_request_above_the_limit_uses_the_limit_even_without_the_gate() -> None:
