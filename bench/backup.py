@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import tempfile
 import time
 from collections import Counter
@@ -138,9 +139,10 @@ async def _print_job_phases(kube: Client) -> None:
 
 
 @contextlib.asynccontextmanager
-async def quick_start(prefix: str) -> AsyncIterator[tuple[Client, Client, JSON]]:
+async def quick_start(prefix: str, gib: float) -> AsyncIterator[tuple[Client, Client, JSON]]:
     """A control plane of its own with the process node, the CRDs, the operator in-process:
-    (the bench's client, the operator's client, the quick-start hippo to create)."""
+    (the bench's client, the operator's client, the quick-start hippo to create, its volumes
+    sized for `gib` of table data)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         async with (
             ControlPlane(Path(scratch), process_node=True) as plane,
@@ -150,6 +152,7 @@ async def quick_start(prefix: str) -> AsyncIterator[tuple[Client, Client, JSON]]
             cluster = hippo()
             cluster["metadata"]["namespace"] = NAMESPACE
             cluster["spec"]["postgresVersion"] = images.POSTGRES_VERSION
+            _size_volumes(cluster, gib)
             related = {
                 k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()
             }
@@ -157,9 +160,22 @@ async def quick_start(prefix: str) -> AsyncIterator[tuple[Client, Client, JSON]]
                 yield kube, client, cluster
 
 
+def _size_volumes(cluster: JSON, gib: float) -> None:
+    """Room for `gib` of table data: the process node's volumes hold what they ask for (a tmpfs
+    each), and the data volume takes the table and its WAL, the repository its backups and the
+    archived WAL."""
+    size = f"{math.ceil(gib * 5) + 1}Gi"
+    cluster["spec"]["instances"][0]["dataVolumeClaimSpec"]["resources"]["requests"]["storage"] = (
+        size
+    )
+    for repo in cluster["spec"]["backups"]["pgbackrest"]["repos"]:
+        if "volume" in repo:
+            repo["volume"]["volumeClaimSpec"]["resources"]["requests"]["storage"] = size
+
+
 async def main(gib: float) -> None:
     """Run the three measurements and print them."""
-    async with quick_start("bench-backup-") as (kube, client, cluster):
+    async with quick_start("bench-backup-", gib) as (kube, client, cluster):
         started = time.monotonic()
         await kube.create(CLUSTERS, cluster)
 

@@ -42,7 +42,7 @@ async def _sql(kube: Client, query: str) -> str:
 
 async def main(gib: float) -> None:
     """Load, back up, restore in place; print the figures."""
-    async with quick_start("bench-restore-") as (kube, _, cluster):
+    async with quick_start("bench-restore-", gib) as (kube, _, cluster):
         await kube.create(CLUSTERS, cluster)
 
         async def first_backup() -> bool:

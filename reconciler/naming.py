@@ -59,6 +59,10 @@ ANNOTATION_PGBACKREST_CONFIG = PREFIX + "pgbackrest-config"
 ANNOTATION_PGBACKREST_HASH = PREFIX + "pgbackrest-hash"
 ANNOTATION_AUTHORIZE_BACKUP_REMOVAL = PREFIX + "authorizeBackupRemoval"
 ANNOTATION_PGBACKREST_RESTORE = PREFIX + "pgbackrest-restore"
+# Disk space, as the instance pod reports it on itself: PGO's request to grow its data volume
+# (no prefix, as PGO writes it), and ours: the pod's volumes that have no room left.
+ANNOTATION_SUGGESTED_PGDATA_SIZE = "suggested-pgdata-pvc-size"
+ANNOTATION_FULL_VOLUMES = PREFIX + "full-volumes"
 
 # Label values of backup Jobs (`pgbackrest-backup`)
 BACKUP_REPLICA_CREATE = "replica-create"
@@ -87,6 +91,8 @@ CONDITION_PGBACKREST_RESTORE_PREVIEW = "PGBackRestRestorePreview"
 CONDITION_PROXY_AVAILABLE = "ProxyAvailable"
 # Beyond PGO: what the standby leader of a standby cluster replayed (steps/patroni.py).
 CONDITION_STANDBY = "StandbyReplaying"
+# Beyond PGO: an instance volume with no room left for PostgreSQL (steps/disk_space.py).
+CONDITION_VOLUME_FULL = "PersistentVolumeFull"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -103,6 +109,13 @@ REASON_UNSUPPORTED_SPEC = "UnsupportedSpec"
 REASON_RESIZING = "Resizing"
 REASON_RESIZE_REFUSED = "ResizeRefused"
 REASON_PV_RESIZE_ERROR = "PersistentVolumeResizeError"
+# Volume auto-grow (PGO's Event reasons) and a full volume (ours).
+REASON_VOLUME_AUTO_GROW = "VolumeAutoGrow"
+REASON_VOLUME_LIMIT_REACHED = "VolumeLimitReached"
+REASON_DESIRED_VOLUME_ABOVE_LIMIT = "DesiredVolumeAboveLimit"
+REASON_VOLUME_REQUEST_OVER_LIMIT = "VolumeRequestOverLimit"
+REASON_VOLUME_FULL = "VolumeFull"
+REASON_VOLUME_SPACE_AVAILABLE = "VolumeSpaceAvailable"
 REASON_MISCONFIGURED_CLUSTER_IP = "MisconfiguredClusterIP"
 REASON_ROLLING_UPDATE = "RollingUpdate"
 REASON_SWITCHOVER_INVALID = "SwitchoverInvalid"

@@ -44,6 +44,7 @@ from reconciler.runtime.resources import (
 from reconciler_envtest import (
     container_logs,
     containers,
+    disks,
     images,
     network,
     remotecommand,
@@ -407,7 +408,7 @@ class Kubelet:
                 try:
                     await self._setup_volumes(state)
                     break
-                except (volumes.VolumeError, ApiError, OSError) as error:
+                except (volumes.VolumeError, disks.DiskError, ApiError, OSError) as error:
                     # A kubelet retries a failed mount until the pod goes.
                     self._event(state, None, "Warning", "FailedMount", f"MountVolume: {error}")
                     await self._waiting(state, "ContainerCreating", str(error))
@@ -720,7 +721,7 @@ class Kubelet:
         if bound is None:
             raise volumes.VolumeError(f'persistentvolume "{claim["spec"]["volumeName"]}" not found')
         directory = Path(bound["spec"]["hostPath"]["path"])
-        directory.mkdir(parents=True, exist_ok=True)
+        disks.stage(directory, bound["spec"]["capacity"]["storage"])
         stat = directory.stat()
         if fs_group and stat.st_gid != fs_group:  # fsGroupChangePolicy: OnRootMismatch
             for path in [directory, *directory.rglob("*")]:

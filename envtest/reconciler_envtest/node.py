@@ -30,6 +30,7 @@ from reconciler.runtime.resources import (
     PODS,
     STORAGE_CLASSES,
 )
+from reconciler_envtest import disks
 from reconciler_envtest.binaries import KUBERNETES_VERSION
 from reconciler_envtest.kubelet import Kubelet
 from reconciler_envtest.kubelet_api import KubeletAPI
@@ -370,14 +371,20 @@ class NodeAgent:
             await self.client.create(PERSISTENT_VOLUMES, persistent_volume(claim, self.volumes_dir))
 
     async def _expand(self, claim: JSON) -> None:
-        """Act as the CSI resizer: a bound claim asking for more gets it (directories have
-        no size to grow, so this only records the new capacity on the volume and the claim)."""
+        """Act as the CSI resizer: a bound claim asking for more gets it. With a kubelet (the
+        e2e tier) the volume's filesystem grows first, online (`disks`); without one there is
+        no filesystem, so only the capacity on the volume and the claim changes."""
         requested = claim["spec"]["resources"]["requests"]["storage"]
         capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage", "0")
         wanted, current = quantity.parse(requested), quantity.parse(capacity)
         if wanted is None or current is None or wanted <= current:
             return
         meta = claim["metadata"]
+        if self.kubelet is not None:
+            volume = self.kubelet.lookup("PersistentVolume", "", claim["spec"]["volumeName"])
+            if volume is None:
+                return  # not cached yet: the claim's next event tries again
+            disks.expand(Path(volume["spec"]["hostPath"]["path"]), requested)
         with contextlib.suppress(NotFoundError, ConflictError):
             await self.client.patch(
                 PERSISTENT_VOLUMES,
@@ -400,6 +407,8 @@ class NodeAgent:
             return
         phase = (volume.get("status") or {}).get("phase")
         if phase == "Released":
+            if self.kubelet is not None:
+                disks.unstage(Path(volume["spec"]["hostPath"]["path"]))
             shutil.rmtree(volume["spec"]["hostPath"]["path"], ignore_errors=True)
             with contextlib.suppress(NotFoundError):
                 await self.client.delete(PERSISTENT_VOLUMES, volume["metadata"]["name"])

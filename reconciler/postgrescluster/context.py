@@ -39,6 +39,7 @@ class Environment:
     instance_sidecars: bool = True
     auto_create_user_schema: bool = True  # the AutoCreateUserSchema feature gate
     pgbouncer_sidecars: bool = False  # the PGBouncerSidecars feature gate
+    auto_grow_volumes: bool = False  # the AutoGrowVolumes feature gate
 
 
 @dataclass

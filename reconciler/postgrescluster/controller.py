@@ -39,6 +39,7 @@ from reconciler.postgrescluster.steps import (
     backups,
     cluster_config,
     database_init,
+    disk_space,
     instances,
     patroni,
     pgbackrest,
@@ -82,6 +83,7 @@ STEPS: tuple[Step, ...] = (
     volumes.reconcile,
     cluster_config.reconcile,
     instances.reconcile,
+    disk_space.reconcile,
     rollout.reconcile,
     users.reconcile,
     postgres_users.reconcile,
@@ -362,6 +364,7 @@ async def setup(manager: Manager, settings: Settings) -> None:
         instance_sidecars=settings.feature_gates.get("InstanceSidecars", True),
         auto_create_user_schema=settings.feature_gates.get("AutoCreateUserSchema", True),
         pgbouncer_sidecars=settings.feature_gates.get("PGBouncerSidecars", False),
+        auto_grow_volumes=settings.feature_gates.get("AutoGrowVolumes", False),
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(

@@ -245,11 +245,13 @@ def pod_spec(
     sidecars: bool,
     pgbackrest_image: str | None = None,
     adopted: Mapping[str, str] | None = None,
+    report_disk_space: bool = True,
 ) -> JSON:
     """The pod of one instance: Patroni running PostgreSQL, and its helpers; with
     `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration;
     `adopted` names adopted claims by their role (`pgdata`, `pgwal`; else `<instance>-pgdata`
-    and `<instance>-pgwal`)."""
+    and `<instance>-pgwal`); `report_disk_space` has `replication-cert-copy` report the
+    volumes' free space (`scripts.replication_cert_copy`)."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
     wal = postgres_config.wal_directory(
@@ -301,16 +303,27 @@ def pod_spec(
         ),
         container(
             naming.CONTAINER_REPLICATION_CERT_COPY,
-            ["bash", "-ceu", "--", scripts.REPLICATION_CERT_COPY, "replication-cert-copy"],
+            [
+                "bash",
+                "-ceu",
+                "--",
+                scripts.replication_cert_copy(report_disk_space=report_disk_space),
+                "replication-cert-copy",
+            ],
             resources=((instance_set.get("sidecars") or {}).get("replicaCertCopy") or {}).get(
                 "resources"
             )
             or {},
-            volumeMounts=[
-                _mount("cert-volume", postgres_config.TLS_DIRECTORY, read_only=True),
-                _mount("postgres-data", "/pgdata"),
-                _mount("tmp", "/tmp"),
-            ],
+            # The data (and WAL) volumes too when it reports their free space.
+            volumeMounts=(
+                list(startup_mounts)
+                if report_disk_space
+                else [
+                    _mount("cert-volume", postgres_config.TLS_DIRECTORY, read_only=True),
+                    _mount("postgres-data", "/pgdata"),
+                    _mount("tmp", "/tmp"),
+                ]
+            ),
         ),
     ]
     volumes = _volumes(owner, spec, instance_set, instance, adopted or {})
@@ -362,9 +375,10 @@ def statefulset(
     sidecars: bool,
     pgbackrest_image: str | None = None,
     adopted: Mapping[str, str] | None = None,
+    report_disk_space: bool = True,
 ) -> JSON:
     """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete);
-    `adopted` names adopted claims by their role."""
+    `adopted` and `report_disk_space` as for `pod_spec`."""
     set_name = instance_set["name"]
     labels = naming.instance_labels(owner.name, set_name, instance)
     extra = instance_set.get("metadata")
@@ -396,6 +410,7 @@ def statefulset(
                     sidecars=sidecars,
                     pgbackrest_image=pgbackrest_image,
                     adopted=adopted,
+                    report_disk_space=report_disk_space,
                 ),
             },
         },

@@ -66,3 +66,50 @@ while sleep 5; do
   fi
 done
 """
+
+# Reports the instance's disk space on its own pod, through the API with the pod's account (no
+# other process sees the filesystem): PGO's `suggested-pgdata-pvc-size`, half as much again as
+# /pgdata once it is more than 75% used (PGO's rule; the operator acts on it under the
+# AutoGrowVolumes gate), and `full-volumes`, the pod volumes with less than one WAL segment
+# (16 MiB) free, where PostgreSQL can no longer write. A patch goes only when a value changes.
+_DISK_SPACE = r"""
+account=/var/run/secrets/kubernetes.io/serviceaccount
+api="https://${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT}"
+annotate() {
+  curl --silent --show-error --fail --max-time 10 --cacert "${account}/ca.crt" \
+    --header "Authorization: Bearer $(< "${account}/token")" \
+    --header 'Content-Type: application/merge-patch+json' --request PATCH \
+    --data "{\"metadata\":{\"annotations\":{$1}}}" --output /dev/null \
+    "${api}/api/v1/namespaces/$(< "${account}/namespace")/pods/${HOSTNAME}"
+}
+json() { if [[ -n "$1" ]]; then printf '"%s"' "$1"; else printf null; fi; }
+df_field() { df "--block-size=$1" "--output=$2" "$3" | awk 'NR == 2 {print $1 + 0}'; }
+suggested='' reported=''
+report_space() {
+  local size use full='' volume avail
+  size=$(df_field M size /pgdata) use=$(df_field M pcent /pgdata)
+  if (( use > 75 )); then suggested="$(( size / 2 + size ))Mi"; fi
+  for volume in postgres-data:/pgdata postgres-wal:/pgwal; do
+    [[ -d "${volume#*:}" ]] || continue
+    avail=$(df_field K avail "${volume#*:}")
+    if (( avail < 16384 )); then full="${full:+${full},}${volume%%:*}"; fi
+  done
+  if [[ "${suggested}/${full}" != "${reported}" ]] &&
+    annotate "\"suggested-pgdata-pvc-size\":$(json "${suggested}"),$(
+      )\"postgres-operator.crunchydata.com/full-volumes\":$(json "${full}")"
+  then
+    reported="${suggested}/${full}"
+  fi
+}
+"""
+_LOOP = "last=$(checksum)\nwhile sleep 5; do\n"
+
+
+def replication_cert_copy(*, report_disk_space: bool) -> str:
+    """The `replication-cert-copy` sidecar's program, reporting disk space every 5 s too when
+    `report_disk_space`; without it, the program of the operator versions before the report,
+    byte for byte (see `steps/instances.py`: an upgrade must change no running pod)."""
+    if not report_disk_space:
+        return REPLICATION_CERT_COPY
+    head, loop = REPLICATION_CERT_COPY.split(_LOOP)
+    return f"{head}{_DISK_SPACE.lstrip()}{_LOOP}  report_space || true\n{loop}"

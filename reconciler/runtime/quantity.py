@@ -32,3 +32,13 @@ def parse(text: str) -> Decimal | None:
         return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
     except InvalidOperation:
         return None
+
+
+def format_binary(value: int) -> str:
+    """A byte count as Kubernetes writes a binary-SI quantity: the largest binary suffix that
+    divides it exactly (`1536Mi`, `2Gi`), else the plain number."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        unit = int(_SUFFIXES[suffix])
+        if value and value % unit == 0:
+            return f"{value // unit}{suffix}"
+    return str(value)

@@ -19,6 +19,7 @@ import pytest_asyncio
 from reconciler_envtest import images, isolation, objectstore
 from reconciler_envtest.controlplane import ControlPlane
 
+from reconciler import features
 from reconciler.api import crd
 from reconciler.config import Settings
 from reconciler.runtime.client import Client, ConflictError
@@ -66,9 +67,10 @@ async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Man
     with the process node's images."""
     await crd.install(kube, field_manager="reconciler-tests")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
-    async with running_operator(
-        operator_kubeconfig, Settings(images=related, workers=2)
-    ) as manager:
+    # AutoGrowVolumes: it acts only on sets with a storage limit (test_autogrow.py).
+    gates = features.parse("AutoGrowVolumes=true")
+    settings = Settings(images=related, workers=2, feature_gates=gates)
+    async with running_operator(operator_kubeconfig, settings) as manager:
         yield manager
 
 

@@ -17,13 +17,17 @@ from cryptography import x509 as cx509
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler import naming
 from reconciler.api import crd
 from reconciler.api.crd import POSTGRES_CLUSTERS
+from reconciler.api.defaults import with_defaults
+from reconciler.api.validation import parse_postgres_cluster
 from reconciler.config import Settings
+from reconciler.intent import Owner
 from reconciler.pki import authority, certificates
-from reconciler.postgrescluster import controller
+from reconciler.postgrescluster import controller, instance_pod
 from reconciler.postgrescluster.context import Environment
-from reconciler.runtime import metrics
+from reconciler.runtime import drift, metrics
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.events import EventRecorder
 from reconciler.runtime.manager import Manager
@@ -470,6 +474,60 @@ async def test_a_clone_of_a_missing_cluster_starts_no_instance(
     assert "spec.dataSource" in event["message"]
     assert await _instances(kube, namespace) == []
     assert await _get(kube, JOBS, "hippo-pgbackrest-restore", namespace) is None
+
+
+async def test_an_upgrade_keeps_the_template_of_a_running_instance(
+    kube: Client, namespace: str
+) -> None:
+    """What an earlier operator version applied for the same spec (here: the instance's
+    template without the disk space report) is kept: another reconcile leaves the StatefulSet
+    alone, so no pod is rolled; a spec change that alters the template brings the report."""
+    await kube.create(CLUSTERS, _hippo(namespace))
+    (sts,) = await wait_for(lambda: _instances(kube, namespace))
+    raw = await kube.get(CLUSTERS, "hippo", namespace)
+    spec = with_defaults(parse_postgres_cluster(raw)).spec.dump()
+    earlier = instance_pod.statefulset(
+        Owner.of(raw),
+        spec,
+        spec["instances"][0],
+        sts["metadata"]["name"],
+        image=IMAGES[f"POSTGRES_{spec['postgresVersion']}"],
+        replicas=1,
+        sidecars=True,
+        pgbackrest_image=IMAGES["PGBACKREST"],
+        report_disk_space=False,
+    )
+    applied = await kube.apply(
+        STATEFUL_SETS, drift.with_intent_hash(earlier), field_manager=naming.FIELD_MANAGER
+    )
+
+    def script(statefulset: JSON) -> str:
+        containers = statefulset["spec"]["template"]["spec"]["containers"]
+        return str(
+            next(c for c in containers if c["name"] == "replication-cert-copy")["command"][3]
+        )
+
+    assert "report_space" not in script(applied)
+    # A spec change that leaves the instance's template as it is: reconciled, and still kept.
+    users = {"spec": {"users": [{"name": "rhino"}]}}
+    changed = await kube.patch(CLUSTERS, "hippo", users, namespace=namespace)
+    await wait_for(lambda: _observed(kube, namespace, changed["metadata"]["generation"]))
+    (kept,) = await _instances(kube, namespace)
+    assert kept["metadata"]["generation"] == applied["metadata"]["generation"]
+    resources = {"requests": {"cpu": "100m"}}
+    instances = {"spec": {"instances": [{**raw["spec"]["instances"][0], "resources": resources}]}}
+    await kube.patch(CLUSTERS, "hippo", instances, namespace=namespace)
+
+    async def reported() -> bool:
+        (changed,) = await _instances(kube, namespace)
+        return "report_space" in script(changed)
+
+    await wait_for(reported)
+
+
+async def _observed(kube: Client, namespace: str, generation: int) -> bool:
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    return bool((cluster.get("status") or {}).get("observedGeneration") == generation)
 
 
 async def test_a_repository_claim_is_adopted_once_it_exists(kube: Client, namespace: str) -> None:

@@ -18,11 +18,11 @@ from reconciler.pgbackrest import config as pgbackrest_config
 from reconciler.pgbackrest import restore
 from reconciler.pgbackrest.postgres import backups_enabled, standby_repo
 from reconciler.pki import authority, certificates
-from reconciler.postgrescluster import data_source, instance_objects, instance_pod
+from reconciler.postgrescluster import autogrow, data_source, instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.observed import instance_of, instance_set_of, pod_ready
 from reconciler.postgrescluster.stop import stop_instances
-from reconciler.runtime import quantity
+from reconciler.runtime import drift, quantity
 from reconciler.runtime.client import JSON, InvalidError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
@@ -60,6 +60,7 @@ async def reconcile(ctx: Context) -> None:
     instances only stop, the primary last."""
     statefulsets, pods = ctx.instances.statefulsets, ctx.instances.pods
     wanted_sets = {s["name"]: s for s in ctx.spec["instances"]}
+    desired = await _desired_sizes(ctx)
     if data_source.awaiting_data(ctx.spec, ctx.status):
         ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
         return
@@ -69,7 +70,9 @@ async def reconcile(ctx: Context) -> None:
         # Only stopped: what the restore removes must not come back through an apply here.
         _record_startup_instance(ctx, primary, ctx.instances.names, stopping=True)
         await stop_instances(ctx.client, ctx.namespace, ctx.instances)
-        ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
+        ctx.status["instances"] = autogrow.with_desired(
+            observed_instances(statefulsets, pods, list(wanted_sets)), desired
+        )
         return
     by_set = _known_instances(ctx, statefulsets)
     _record_startup_instance(ctx, primary, ctx.instances.names, stopping=False)
@@ -80,6 +83,12 @@ async def reconcile(ctx: Context) -> None:
         names = _grow(ctx, set_name, by_set.get(set_name, set()), instance_set["replicas"])
         kept = choose_kept(sorted(names), instance_set["replicas"], primary)
         removed = sorted(names - set(kept))
+        sizing = autogrow.data_volume_size(
+            ctx.name,
+            instance_set,
+            (desired.get(set_name) or {}).values(),
+            enabled=ctx.environment.auto_grow_volumes,
+        )
         for instance in kept:
             await _apply_instance(
                 ctx,
@@ -88,6 +97,7 @@ async def reconcile(ctx: Context) -> None:
                 image=postgres_image,
                 pods_left=len(pods),
                 resize_errors=resize_errors,
+                sizing=sizing,
             )
         for instance in removed:
             await _remove_instance(ctx, instance)
@@ -99,10 +109,24 @@ async def reconcile(ctx: Context) -> None:
             for instance in sorted(names):
                 await _remove_instance(ctx, instance)
             await _reconcile_budget(ctx, set_name, None)
-    ctx.status["instances"] = observed_instances(statefulsets, pods, list(wanted_sets))
+    ctx.status["instances"] = autogrow.with_desired(
+        observed_instances(statefulsets, pods, list(wanted_sets)), desired
+    )
     _report_volumes(ctx, resize_errors)
     if resize_errors:
         await ctx.warn(naming.REASON_PV_RESIZE_ERROR, "; ".join(resize_errors))
+
+
+async def _desired_sizes(ctx: Context) -> dict[str, dict[str, str]]:
+    """With AutoGrowVolumes: the data volume size each instance asks for (kept in status), and
+    a `VolumeAutoGrow` Event for each that asks for more than before."""
+    if not ctx.environment.auto_grow_volumes:
+        return {}
+    previous = autogrow.stored_sizes(ctx.status.get("instances") or [])
+    desired = autogrow.desired_sizes(ctx.instances.pods, previous, ctx.instances.names)
+    for event in autogrow.growth_events(ctx.name, ctx.spec["instances"], desired, previous):
+        await ctx.recorder.event(ctx.raw, event.type, event.reason, event.message)
+    return desired
 
 
 def _known_instances(ctx: Context, statefulsets: list[JSON]) -> dict[str, set[str]]:
@@ -177,6 +201,7 @@ async def _apply_instance(
     image: str,
     pods_left: int,
     resize_errors: list[str],
+    sizing: autogrow.Sizing,
 ) -> None:
     owner, spec, root = ctx.owner, ctx.spec, ctx.root_ca
     extra = instance_set.get("metadata")
@@ -210,9 +235,9 @@ async def _apply_instance(
     )
     adopted = _adopted_claims(ctx, instance)
     if naming.ROLE_POSTGRES_DATA not in adopted:
-        await _apply_volume(
-            ctx, instance_objects.data_volume(owner, instance_set, instance), resize_errors
-        )
+        claim = instance_objects.data_volume(owner, instance_set, instance)
+        await _size_data_volume(ctx, claim, sizing)
+        await _apply_volume(ctx, claim, resize_errors)
     if separate_wal and naming.ROLE_POSTGRES_WAL not in adopted:
         await _apply_volume(
             ctx,
@@ -225,9 +250,9 @@ async def _apply_instance(
         startup_instance=str(ctx.status.get("startupInstance") or ""),
         pods_left=pods_left,
     )
-    await ctx.apply(
-        STATEFUL_SETS,
-        instance_pod.statefulset(
+
+    def statefulset(*, report_disk_space: bool) -> JSON:
+        return instance_pod.statefulset(
             owner,
             spec,
             instance_set,
@@ -237,8 +262,17 @@ async def _apply_instance(
             sidecars=ctx.environment.instance_sidecars,
             pgbackrest_image=ctx.pgbackrest_image if backups_enabled(spec) else None,
             adopted=adopted,
-        ),
-    )
+            report_disk_space=report_disk_space,
+        )
+
+    # The disk space report came with a change of the pod template. A StatefulSet that an
+    # earlier operator version rendered for this very spec keeps its template (an upgrade
+    # rolls no pod by itself, DESIGN.md); it gets the report with its next template change
+    # (a spec change, which rolls its pods anyway), or at once under AutoGrowVolumes.
+    before = statefulset(report_disk_space=False)
+    live = ctx.cached(STATEFUL_SETS, instance)
+    keep = not ctx.environment.auto_grow_volumes and drift.in_sync(before, live)
+    await ctx.apply(STATEFUL_SETS, before if keep else statefulset(report_disk_space=True))
 
 
 def _adopted_claims(ctx: Context, instance: str) -> dict[str, str]:
@@ -254,6 +288,19 @@ def _adopted_claims(ctx: Context, instance: str) -> dict[str, str]:
         if role in own and claim["metadata"]["name"] != own[role]:
             found[role] = str(claim["metadata"]["name"])
     return found
+
+
+async def _size_data_volume(ctx: Context, claim: JSON, sizing: autogrow.Sizing) -> None:
+    """Give the claim the set's grown (or limited) request; its Events go once, when the
+    request of the live claim changes."""
+    if sizing.request is None:
+        return
+    claim["spec"].setdefault("resources", {}).setdefault("requests", {})["storage"] = sizing.request
+    live = ctx.cached(PERSISTENT_VOLUME_CLAIMS, claim["metadata"]["name"])
+    before = quantity.parse(str(live["spec"]["resources"]["requests"]["storage"])) if live else None
+    if before != quantity.parse(sizing.request):
+        for event in sizing.events:
+            await ctx.recorder.event(ctx.raw, event.type, event.reason, event.message)
 
 
 async def _apply_volume(ctx: Context, claim: JSON, resize_errors: list[str]) -> None:

@@ -63,10 +63,10 @@ def test_bootstrap_sections_disappear_once_bootstrapped() -> None:
         "waldir=/pgdata/pg16_wal",
     ]
     assert instance["postgresql"]["create_replica_methods"] == ["basebackup"]
-    assert instance["postgresql"]["basebackup"] == ["waldir=/pgdata/pg16_wal"]
+    assert instance["postgresql"]["basebackup"] == ["checkpoint=fast", "waldir=/pgdata/pg16_wal"]
     later = yaml.safe_load(config.instance_yaml(16, separate_wal_volume=True, bootstrapped=True))
     assert "bootstrap" not in later
-    assert later["postgresql"]["basebackup"] == ["waldir=/pgwal/pg16_wal"]
+    assert later["postgresql"]["basebackup"] == ["checkpoint=fast", "waldir=/pgwal/pg16_wal"]
 
 
 def test_contributed_replica_methods_come_before_a_base_backup() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.intent import Owner
-from reconciler.postgrescluster import instance_pod
+from reconciler.postgrescluster import instance_pod, scripts
 
 OWNER = Owner("hippo", "ns", "uid-1", labels={"team": "db"})
 SPEC: dict[str, Any] = {
@@ -123,3 +123,41 @@ def test_container_info_is_in_pgo_units() -> None:
         "requests.memory",
     ]
     assert {r["divisor"] for r in refs} == {"0"}
+
+
+def test_the_disk_space_reporter_sees_the_data_and_wal_volumes() -> None:
+    """replication-cert-copy reports free space (scripts.replication_cert_copy): it mounts the
+    volumes it looks at, and patches only its own pod, with PGO's annotation name."""
+    with_wal = {**SET, "walVolumeClaimSpec": SET["dataVolumeClaimSpec"]}
+    for instance_set, paths in ((SET, ["/pgdata"]), (with_wal, ["/pgdata", "/pgwal"])):
+        pod = instance_pod.pod_spec(
+            OWNER, SPEC, instance_set, "hippo-instance1-abcd", image="pg", sidecars=False
+        )
+        reporter = next(c for c in pod["containers"] if c["name"] == "replication-cert-copy")
+        mounted = [m["mountPath"] for m in reporter["volumeMounts"]]
+        assert [p for p in mounted if p.startswith("/pg") and p != "/pgconf/tls"] == paths
+        script = reporter["command"][3]
+        assert "suggested-pgdata-pvc-size" in script
+        assert "/pods/${HOSTNAME}" in script
+
+
+def test_without_the_disk_space_report_the_sidecar_is_as_before() -> None:
+    """An upgraded operator keeps the template of a running instance whose spec did not
+    change (steps/instances.py): without the report, the sidecar is the program and mounts of
+    the versions before the report, byte for byte."""
+    pod = instance_pod.pod_spec(
+        OWNER,
+        SPEC,
+        SET,
+        "hippo-instance1-abcd",
+        image="pg",
+        sidecars=False,
+        report_disk_space=False,
+    )
+    sidecar = next(c for c in pod["containers"] if c["name"] == "replication-cert-copy")
+    assert sidecar["command"][3] == scripts.REPLICATION_CERT_COPY
+    assert "report_space" not in sidecar["command"][3]
+    assert [m["mountPath"] for m in sidecar["volumeMounts"]] == ["/pgconf/tls", "/pgdata", "/tmp"]
+    with_report = scripts.replication_cert_copy(report_disk_space=True)
+    assert with_report.startswith(scripts.REPLICATION_CERT_COPY.split("last=")[0])
+    assert with_report.endswith(scripts.REPLICATION_CERT_COPY.split("  current=")[1])
