@@ -82,11 +82,11 @@ def dynamic_configuration(
     return result
 
 
-def _certificate_authentication() -> JSON:
+def _certificate_authentication(sslmode: str) -> JSON:
     return {
         "sslcert": f"{REPLICATION_TMP}/tls.crt",
         "sslkey": f"{REPLICATION_TMP}/tls.key",
-        "sslmode": "verify-ca",
+        "sslmode": sslmode,
         "sslrootcert": f"{REPLICATION_TMP}/ca.crt",
         "username": naming.REPLICATION_USER,
     }
@@ -102,8 +102,13 @@ def cluster_yaml(
     loop_wait: int,
     bootstrapped: bool,
     standby: StandbySource | None = None,
+    verify_host: bool = True,
 ) -> str:
-    """`patroni.yaml` of `<c>-config`; the bootstrap section only until Patroni initialised."""
+    """`patroni.yaml` of `<c>-config`; the bootstrap section only until Patroni initialised.
+    Replication and `pg_rewind` verify the server's certificate and, with `verify_host`, its
+    name (verify-full: the operator's certificate names every pod); a `customTLSSecret` is
+    the user's, whose names PGO never asked to cover the pods, so it gets verify-ca."""
+    sslmode = "verify-full" if verify_host else "verify-ca"
     tls = {
         "cafile": f"{_OPERATOR_DIR}/patroni.ca-roots",
         "certfile": f"{_OPERATOR_DIR}/patroni.crt+key",
@@ -127,8 +132,8 @@ def cluster_yaml(
         },
         "postgresql": {
             "authentication": {
-                "replication": _certificate_authentication(),
-                "rewind": _certificate_authentication(),
+                "replication": _certificate_authentication(sslmode),
+                "rewind": _certificate_authentication(sslmode),
             }
         },
         "restapi": {**tls, "verify_client": "optional"},

@@ -67,14 +67,19 @@ def _common_name(names: list[str]) -> str:
 
 
 def cluster_names(owner: Owner) -> tuple[str, list[str]]:
-    """Common name and DNS names of the server certificate: the primary and replica Services."""
+    """Common name and DNS names of the server certificate: the primary and replica Services,
+    and (beyond PGO) every pod under `<c>-pods`, the names replicas and `pg_rewind` connect to,
+    so that replication verifies the host too (verify-full; PGO's is verify-ca)."""
     primary = naming.certificate_dns_names(
         naming.cluster_primary_service(owner.name), owner.namespace
     )
     replicas = naming.certificate_dns_names(
         naming.cluster_replica_service(owner.name), owner.namespace
     )
-    return _common_name(primary), primary + replicas
+    pods = naming.certificate_dns_names(
+        f"*.{naming.cluster_pod_service(owner.name)}", owner.namespace
+    )
+    return _common_name(primary), primary + replicas + pods
 
 
 def cluster_secret(owner: Owner, root: x509.Certificate, leaf: x509.Certificate) -> JSON:

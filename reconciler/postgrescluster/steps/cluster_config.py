@@ -25,6 +25,7 @@ def config_map(owner: Owner, spec: JSON, *, bootstrapped: bool) -> JSON:
         loop_wait=settings["syncPeriodSeconds"],
         bootstrapped=bootstrapped,
         standby=configuration.standby_source(spec),
+        verify_host=not spec.get("customTLSSecret"),
     )
     return {
         "apiVersion": "v1",

@@ -15,12 +15,21 @@ NOW = datetime.datetime.now(datetime.UTC)
 ROOT = authority.new_root(NOW)
 
 
-def test_cluster_certificate_names_the_primary_and_replica_services() -> None:
-    """CN is the primary's FQDN; SANs hold the four forms of both Services."""
+def test_cluster_certificate_names_the_services_and_every_pod() -> None:
+    """CN is the primary's FQDN; SANs hold the four forms of both Services and of the pods
+    under `<c>-pods` (a wildcard: replication connects to a pod by that name, verify-full),
+    and a certificate with them is issued and read back as current."""
     common_name, names = certificates.cluster_names(OWNER)
     assert common_name == "hippo-primary.ns.svc.cluster.local."
     assert "hippo-replicas.ns.svc" in names
-    assert len(names) == 8
+    assert names[8:] == [
+        "*.hippo-pods.ns.svc.cluster.local.",
+        "*.hippo-pods.ns.svc",
+        "*.hippo-pods.ns",
+        "*.hippo-pods",
+    ]
+    leaf = authority.issue_leaf(ROOT, common_name, names, NOW)
+    assert authority.leaf_is_current(leaf, ROOT, common_name, names, NOW)
 
 
 def test_instance_secret_has_pgo_keys_and_reads_back() -> None:
