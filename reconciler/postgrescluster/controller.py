@@ -39,6 +39,7 @@ from reconciler.postgrescluster.steps import (
     backups,
     cluster_config,
     database_init,
+    failover,
     instances,
     patroni,
     pgbackrest,
@@ -75,6 +76,7 @@ RULES = (
     rbac.OPENSHIFT_RULE,
 )
 STEPS: tuple[Step, ...] = (
+    failover.reconcile,
     tls.reconcile,
     services.reconcile,
     rbac.reconcile,

@@ -28,14 +28,19 @@ from tests.operator import running_operator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_isolated(items, "e2e")
+
+
+def mark_isolated(items: list[pytest.Item], tier: str) -> None:
+    """Mark the tests of `tests/<tier>` e2e, and skip them outside an isolated run."""
     for item in items:
-        if "/e2e/" in str(item.path):
+        if f"/{tier}/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
             if not isolation.is_isolated():
                 item.add_marker(
                     pytest.mark.skip(
-                        reason="e2e tests run isolated: `make e2e` or "
-                        "`reconciler-envtest isolated -- pytest tests/e2e`"
+                        reason=f"{tier} tests run isolated: `make {tier}` or "
+                        f"`reconciler-envtest isolated -- pytest tests/{tier}`"
                     )
                 )
 
