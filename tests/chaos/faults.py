@@ -132,3 +132,40 @@ async def events(kube: Client, namespace: str, reason: str) -> list[JSON]:
     """The namespace's Events with `reason`."""
     found = await kube.request("GET", f"/api/v1/namespaces/{namespace}/events")
     return [e for e in found["items"] if e["reason"] == reason]
+
+
+# Patroni's synchronous replication as README's "Nothing acknowledged is lost" asks for it: a
+# commit returns once a replica has it, and never without one.
+SYNCHRONOUS: JSON = {
+    "dynamicConfiguration": {"synchronous_mode": True, "synchronous_mode_strict": True}
+}
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The writer's record against what the new primary holds."""
+
+    lost: set[int]  # acknowledged, not there
+    unacknowledged: int  # attempts that failed or timed out
+    unacknowledged_stored: int  # of those, committed after all
+
+    def summary(self) -> str:
+        """The figures for the report."""
+        return (
+            f"{len(self.lost)} acknowledged writes lost; {self.unacknowledged} attempts not "
+            f"acknowledged, {self.unacknowledged_stored} of them committed all the same"
+        )
+
+
+async def audit(writer: MemberWriter) -> Audit:
+    """Read `writes` through the primary Service and compare with what was acknowledged."""
+    connection = await asyncpg.connect(writer.uri, ssl=writer.tls, timeout=10)
+    try:
+        stored = {row["n"] for row in await connection.fetch("select n from writes")}
+    finally:
+        await connection.close()
+    acknowledged = set(writer.acknowledged)
+    # Every attempt wrote the next number: those not acknowledged are the failed attempts.
+    attempted = set(range(1, len(acknowledged) + writer.failures + 1))
+    unacknowledged = attempted - acknowledged
+    return Audit(acknowledged - stored, len(unacknowledged), len(unacknowledged & stored))
