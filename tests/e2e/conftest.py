@@ -67,11 +67,16 @@ async def control_plane() -> AsyncIterator[ControlPlane]:
 async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Manager]:
     """The CRDs, and the operator running in-process, under its own ServiceAccount and RBAC,
     with the process node's images."""
+    async with e2e_operator(kube, operator_kubeconfig) as manager:
+        yield manager
+
+
+@contextlib.asynccontextmanager
+async def e2e_operator(kube: Client, kubeconfig: Path) -> AsyncIterator[Manager]:
+    """The CRDs installed, and the operator running in-process with the node's images."""
     await crd.install(kube, field_manager="reconciler-tests")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
-    async with running_operator(
-        operator_kubeconfig, Settings(images=related, workers=2)
-    ) as manager:
+    async with running_operator(kubeconfig, Settings(images=related, workers=2)) as manager:
         yield manager
 
 
