@@ -119,7 +119,7 @@ async def _one_of_each(kube: Client, namespace: str) -> set[str]:
             assert owner in instances, f"{resource} {obj['metadata']['name']} of no instance"
     pods = (await kube.list(PODS, namespace, label_selector=label)).items
     assert sorted(p["metadata"]["labels"][naming.LABEL_INSTANCE] for p in pods) == sorted(instances)
-    data = f"{label},{naming.LABEL_DATA}=pgdata"
+    data = f"{label},{naming.LABEL_ROLE}={naming.ROLE_POSTGRES_DATA}"
     claims = (await kube.list(PERSISTENT_VOLUME_CLAIMS, namespace, label_selector=data)).items
     assert sorted(c["metadata"]["labels"][naming.LABEL_INSTANCE] for c in claims) == sorted(
         instances
