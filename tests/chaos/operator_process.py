@@ -13,7 +13,6 @@ import aiohttp
 from reconciler_envtest import images
 from reconciler_envtest.pytest_plugin import wait_for
 
-
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
