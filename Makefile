@@ -46,7 +46,7 @@ E2E_ARGS := -p no:cacheprovider
 test: binaries packages
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
-	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/chaos $(PYTEST_ARGS)
+	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) -m "not full" tests/chaos $(PYTEST_ARGS)
 
 integration: binaries
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)

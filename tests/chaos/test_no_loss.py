@@ -3,7 +3,8 @@
 A writer loop through the primary Service records every acknowledged write; the primary is
 killed (its node lost) or, in `make chaos`, its network is cut, mid-stream. Every acknowledged
 write is on the new primary; the attempts not acknowledged are counted, and how many of those
-committed after all. (The switchover and the rolling update assert the same in tests/e2e.)
+committed after all. The same during a switchover and a rolling update, in `make chaos` (with
+asynchronous replication, tests/e2e asserts it for both in every `make test`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.runtime.client import Client
+from reconciler.runtime.resources import PODS
 from tests.chaos.conftest import FULL
 from tests.chaos.faults import SYNCHRONOUS, audit, cut_network, started_writer, stop
-from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
+from tests.e2e.cluster import CLUSTERS, PREFIX, e2e_hippo, primary_pod, psql
 from tests.operator import ready_cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -60,5 +62,52 @@ async def test_no_acknowledged_write_lost(
         f"\n[chaos] synchronous_mode_strict, primary {fault}: first acknowledged write on the "
         f"new primary {first_write - faulted_at:.1f}s after the fault; {found.summary()}; "
         f"{writer.summary()}"
+    )
+    assert not found.lost, f"acknowledged writes lost: {sorted(found.lost)}"
+
+
+@pytest.mark.full
+@pytest.mark.timeout(900)
+async def test_no_acknowledged_write_lost_switchover_and_rolling_update(
+    kube: Client, namespace: str
+) -> None:
+    cluster = e2e_hippo(namespace, patroni={**SYNCHRONOUS, "switchover": {"enabled": True}})
+    cluster["spec"]["instances"][0]["replicas"] = 3
+    await kube.create(CLUSTERS, cluster)
+    await ready_cluster(kube, namespace, timeout=300)
+    primary = await primary_pod(kube, namespace)
+    writer = await started_writer(kube, namespace)
+
+    started = time.monotonic()
+    trigger = {"metadata": {"annotations": {f"{PREFIX}trigger-switchover": "chaos"}}}
+    await kube.patch(CLUSTERS, "hippo", trigger, namespace=namespace)
+    await primary_pod(kube, namespace, other_than=primary["metadata"]["name"])
+    await writer.wait_acknowledged(len(writer.acknowledged) + 50)
+    switched = time.monotonic() - started
+
+    started = time.monotonic()
+    resources = {"requests": {"cpu": "100m"}}  # a template change that restarts each pod
+    patch = [{"op": "add", "path": "/spec/instances/0/resources", "value": resources}]
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace, patch_type="json")
+
+    async def rolled() -> bool:
+        label = f"{PREFIX}cluster=hippo,{PREFIX}instance"
+        pods = (await kube.list(PODS, namespace, label_selector=label)).items
+        return len(pods) == 3 and all(
+            c["resources"].get("requests", {}).get("cpu") == "100m"
+            for p in pods
+            for c in p["spec"]["containers"]
+            if c["name"] == "database"
+        )
+
+    await wait_for(rolled, timeout=600, interval=1)
+    await ready_cluster(kube, namespace, timeout=300)
+    await writer.wait_acknowledged(len(writer.acknowledged) + 50)
+    rolled_in = time.monotonic() - started
+    await stop(writer)
+    found = await audit(writer)
+    print(
+        f"\n[chaos] synchronous_mode_strict: switchover {switched:.1f}s, rolling update of 3 "
+        f"instances {rolled_in:.1f}s; {found.summary()}; {writer.summary()}"
     )
     assert not found.lost, f"acknowledged writes lost: {sorted(found.lost)}"
