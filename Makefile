@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVTEST_DIR ?= .envtest
 PYTEST_ARGS ?=
 
-.PHONY: demo down test unit integration e2e packages lint format bench bench-quick binaries clean crds rbac openapi
+.PHONY: demo down test unit integration e2e chaos packages lint format bench bench-quick binaries clean crds rbac openapi
 
 # Debian packages the e2e tier and the demo run: the programs behind the process node's images.
 PACKAGES := postgresql-15 postgresql-15-pgaudit patroni pgbackrest pgbouncer libnss-wrapper \
@@ -46,6 +46,7 @@ E2E_ARGS := -p no:cacheprovider
 test: binaries packages
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
+	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) -m "not full" tests/chaos $(PYTEST_ARGS)
 
 integration: binaries
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
@@ -53,6 +54,11 @@ integration: binaries
 ## e2e: the operator's pods as real processes, in network namespaces of the run's own
 e2e: binaries packages
 	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
+
+## chaos: the chaos tier's full forms (tests/chaos/README.md); `make test` runs the short ones
+chaos: binaries packages
+	CHAOS=full $(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/chaos $(PYTEST_ARGS)
+	SPEC_FUZZ_EXAMPLES=500 $(BIN)/pytest -s tests/integration/test_spec_fuzz.py $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

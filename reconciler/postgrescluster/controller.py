@@ -40,6 +40,7 @@ from reconciler.postgrescluster.steps import (
     cluster_config,
     database_init,
     disk_space,
+    failover,
     instances,
     patroni,
     pgbackrest,
@@ -76,6 +77,7 @@ RULES = (
     rbac.OPENSHIFT_RULE,
 )
 STEPS: tuple[Step, ...] = (
+    failover.reconcile,
     tls.reconcile,
     services.reconcile,
     rbac.reconcile,

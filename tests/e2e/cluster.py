@@ -99,6 +99,7 @@ class Writer:
     ) -> None:
         self.uri, self.tls, self.timeout, self.table = uri, tls, timeout, table
         self.acknowledged: list[int] = []
+        self.acknowledged_at: list[float] = []  # the wall clock of each acknowledgement
         self.failures = 0
         self.errors: list[str] = []  # when (since the start) and what, per failed attempt
         self.started = time.monotonic()
@@ -114,10 +115,7 @@ class Writer:
             try:
                 if connection is None:
                     connection = await asyncpg.connect(self.uri, ssl=self.tls, timeout=self.timeout)
-                # A literal: the simple protocol, which transaction pooling serves as is.
-                await connection.execute(
-                    f"insert into {self.table} values ({n})", timeout=self.timeout
-                )
+                await self.write(connection, n)
             # Any failure of the attempt, the client's own included (a connection whose
             # previous statement timed out is unusable): count it, start a new connection.
             except (
@@ -135,10 +133,16 @@ class Writer:
                 await asyncio.sleep(0.05)  # pacing of the retries, not synchronisation
                 continue
             self.acknowledged.append(n)
+            self.acknowledged_at.append(time.time())
             now = time.monotonic()
             self.longest_gap, last = max(self.longest_gap, now - last), now
         if connection is not None:
             await connection.close()
+
+    async def write(self, connection: asyncpg.Connection, n: int) -> None:
+        """One attempt: insert `n`."""
+        # A literal: the simple protocol, which transaction pooling serves as is.
+        await connection.execute(f"insert into {self.table} values ({n})", timeout=self.timeout)
 
     async def wait_acknowledged(self, count: int, timeout: float = 60) -> None:
         """Until at least `count` writes in all were acknowledged."""

@@ -31,14 +31,19 @@ from tests.operator import running_operator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_isolated(items, "e2e")
+
+
+def mark_isolated(items: list[pytest.Item], tier: str) -> None:
+    """Mark the tests of `tests/<tier>` e2e, and skip them outside an isolated run."""
     for item in items:
-        if "/e2e/" in str(item.path):
+        if f"/{tier}/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
             if not isolation.is_isolated():
                 item.add_marker(
                     pytest.mark.skip(
-                        reason="e2e tests run isolated: `make e2e` or "
-                        "`reconciler-envtest isolated -- pytest tests/e2e`"
+                        reason=f"{tier} tests run isolated: `make {tier}` or "
+                        f"`reconciler-envtest isolated -- pytest tests/{tier}`"
                     )
                 )
 
@@ -65,12 +70,19 @@ async def control_plane() -> AsyncIterator[ControlPlane]:
 async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Manager]:
     """The CRDs, and the operator running in-process, under its own ServiceAccount and RBAC,
     with the process node's images."""
+    async with e2e_operator(kube, operator_kubeconfig) as manager:
+        yield manager
+
+
+@contextlib.asynccontextmanager
+async def e2e_operator(kube: Client, kubeconfig: Path) -> AsyncIterator[Manager]:
+    """The CRDs installed, and the operator running in-process with the node's images."""
     await crd.install(kube, field_manager="reconciler-tests")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
     # AutoGrowVolumes: it acts only on sets with a storage limit (test_autogrow.py).
     gates = features.parse("AutoGrowVolumes=true")
     settings = Settings(images=related, workers=2, feature_gates=gates)
-    async with running_operator(operator_kubeconfig, settings) as manager:
+    async with running_operator(kubeconfig, settings) as manager:
         yield manager
 
 

@@ -345,6 +345,42 @@ async def test_paused_cluster_changes_nothing_but_status(kube: Client, namespace
     assert await _get(kube, CONFIG_MAPS, "hippo-config", namespace) is None
 
 
+async def test_an_instance_begun_before_an_operator_stop_keeps_its_name(
+    kube: Client, namespace: str
+) -> None:
+    """An operator killed after an instance's first objects (its configuration) and before its
+    StatefulSet: the next one completes that instance instead of orphaning them."""
+    cluster = await kube.create(CLUSTERS, _hippo(namespace, paused=True))
+    instance = "hippo-instance1-abcd"
+    owner = {
+        "apiVersion": cluster["apiVersion"],
+        "kind": cluster["kind"],
+        "name": "hippo",
+        "uid": cluster["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    labels = {
+        f"{PREFIX}cluster": "hippo",
+        f"{PREFIX}instance-set": "instance1",
+        f"{PREFIX}instance": instance,
+    }
+    begun = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{instance}-config",
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner],
+        },
+    }
+    await kube.create(CONFIG_MAPS, begun)
+    await kube.patch(CLUSTERS, "hippo", {"spec": {"paused": False}}, namespace=namespace)
+    await _ready(kube, namespace)
+    assert [s["metadata"]["name"] for s in await _instances(kube, namespace)] == [instance]
+
+
 async def test_shutdown_scales_every_instance_to_zero(kube: Client, namespace: str) -> None:
     """spec.shutdown: StatefulSets at 0 replicas, the primary recorded to start first."""
     cluster = _hippo(namespace)

@@ -132,19 +132,24 @@ async def _desired_sizes(ctx: Context) -> dict[str, dict[str, str]]:
 def _known_instances(ctx: Context, statefulsets: list[JSON]) -> dict[str, set[str]]:
     """The instances of each set: those with a StatefulSet; those whose data volume outlived
     its StatefulSet (deleted by someone: the instance comes back under its name, onto its
-    data); and those created but not cached yet (else a quick second reconcile would create
-    the same instances again)."""
+    data); those whose certificates or configuration exist without a StatefulSet yet (an
+    operator stopped between its applies: a new name would orphan them); and those created
+    but not cached yet (else a quick second reconcile would create the same instances again)."""
     pending = ctx.memory.pending_instances
     by_set: dict[str, set[str]] = defaultdict(set)
     for sts in statefulsets:
         by_set[instance_set_of(sts)].add(sts["metadata"]["name"])
         pending.pop(sts["metadata"]["name"], None)
-    volumes = ctx.cluster_objects(
-        PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_ROLE: naming.ROLE_POSTGRES_DATA}
-    )
-    for claim in volumes:
-        if not claim["metadata"].get("deletionTimestamp") and instance_set_of(claim):
-            by_set[instance_set_of(claim)].add(instance_of(claim))
+    started = [
+        *ctx.cluster_objects(
+            PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_ROLE: naming.ROLE_POSTGRES_DATA}
+        ),
+        *ctx.cluster_objects(SECRETS, {naming.LABEL_INSTANCE: None}),
+        *ctx.cluster_objects(CONFIG_MAPS, {naming.LABEL_INSTANCE: None}),
+    ]
+    for obj in started:
+        if not obj["metadata"].get("deletionTimestamp") and instance_set_of(obj):
+            by_set[instance_set_of(obj)].add(instance_of(obj))
     for name, set_name in pending.items():
         by_set[set_name].add(name)
     return by_set

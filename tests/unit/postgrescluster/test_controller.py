@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from reconciler.postgrescluster import controller
-from reconciler.postgrescluster.steps import patroni, tls
+from reconciler.postgrescluster.steps import failover, patroni, tls
 from reconciler.runtime.client import ApiError
 
 
-def test_tls_runs_first_and_patroni_last() -> None:
-    """Every later step may read the root certificate; Patroni acts on a converged cluster."""
-    assert controller.STEPS[0] is tls.reconcile
+def test_failover_then_tls_run_first_and_patroni_last() -> None:
+    """A dead primary's lock is released before anything else (it reads no certificate);
+    every later step may read the root certificate; Patroni acts on a converged cluster."""
+    assert controller.STEPS[0] is failover.reconcile
+    assert controller.STEPS[1] is tls.reconcile
     assert controller.STEPS[-1] is patroni.reconcile
     assert len(set(controller.STEPS)) == len(controller.STEPS)
 
