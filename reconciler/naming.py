@@ -31,6 +31,11 @@ LABEL_STARTUP_INSTANCE = PREFIX + "startup-instance"
 LABEL_MOVE_JOB = PREFIX + "move-job"
 LABEL_MOVE_PGDATA_DIR = PREFIX + "move-pgdata-dir"
 
+# Labels and annotations of major upgrades (PGUpgrade)
+LABEL_PGUPGRADE = PREFIX + "pgupgrade"
+LABEL_VERSION = PREFIX + "version"
+ANNOTATION_ALLOW_UPGRADE = PREFIX + "allow-upgrade"
+
 # Label values
 ROLE_PRIMARY = "primary"
 ROLE_REPLICA = "replica"
