@@ -57,10 +57,10 @@ async def _progressing(
 ) -> JSON:
     async def probe() -> JSON | None:
         upgrade = await kube.get(UPGRADES, name, namespace)
-        for condition in (upgrade.get("status") or {}).get("conditions") or []:
-            if condition["type"] == "Progressing" and condition["reason"] == reason:
-                return condition
-        return None
+        found: list[JSON] = (upgrade.get("status") or {}).get("conditions") or []
+        return next(
+            (c for c in found if c["type"] == "Progressing" and c["reason"] == reason), None
+        )
 
     return await wait_for(probe, timeout=60, interval=0.5)
 
