@@ -53,6 +53,17 @@ chmod 0700 "${old_data}"
 
 echo 'Step 3: the libraries the old cluster preloads, preloaded by the new one too'
 libraries=$("${old_bin}/postgres" -D "${old_data}" -C shared_preload_libraries)
+# A library the new major lacks would stop pg_upgrade with a message about its server's log;
+# name it here instead.
+IFS=', ' read -r -a wanted <<< "${libraries}"
+for library in "${wanted[@]}"; do
+  if [[ -n "${library}" && ! -e "${new_bin}/../lib/${library}.so" ]]; then
+    echo "PostgreSQL ${new_version} of this image lacks the library ${library}, which the" \
+      "cluster preloads (shared_preload_libraries = '${libraries}'): use an upgrade image" \
+      "that has it. Nothing was changed." >&2
+    exit 1
+  fi
+done
 echo "shared_preload_libraries = '${libraries}'" >> "${new_data}/postgresql.conf"
 
 echo 'Step 4: pg_upgrade --check'

@@ -21,6 +21,7 @@ from reconciler_envtest.controlplane import ControlPlane
 
 from reconciler.api import crd
 from reconciler.config import Settings
+from reconciler.operator import CONTROLLERS
 from reconciler.runtime.client import Client, ConflictError
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import ENDPOINTS, NAMESPACES, SERVICES
@@ -65,7 +66,7 @@ async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Man
     await crd.install(kube, field_manager="reconciler-tests")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
     async with running_operator(
-        operator_kubeconfig, Settings(images=related, workers=2)
+        operator_kubeconfig, Settings(images=related, workers=2), CONTROLLERS
     ) as manager:
         yield manager
 

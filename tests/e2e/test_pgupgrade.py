@@ -1,0 +1,122 @@
+"""A major upgrade of hippo (PostgreSQL 15, with data) to 17 on the process node, as PGO's
+users run one: PGO's reasons while the cluster runs or lacks the annotation, then the real
+pg_upgrade Job on the startup instance's volume.
+
+PostgreSQL 17 here is the build `make packages` installs (envtest/.../postgres_majors.py); it has
+no pgAudit, which PGO preloads into every cluster, so the Job stops before pg_upgrade changes
+anything, the upgrade reports PGUpgradeFailed, and the cluster, started again, still has its
+data on 15. (An upgrade between majors that both have the preloaded libraries runs the same Job
+to the end: the bench runs that sequence's pg_upgrade.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from reconciler_envtest.pytest_plugin import wait_for
+
+from reconciler import naming
+from reconciler.api.crd import PG_UPGRADES
+from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.resources import ENDPOINTS, EVENTS, JOBS, PODS
+from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
+from tests.operator import ready_cluster
+
+UPGRADES = PG_UPGRADES.resource
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def _upgrade(namespace: str) -> JSON:
+    return {
+        "apiVersion": "postgres-operator.crunchydata.com/v1beta1",
+        "kind": "PGUpgrade",
+        "metadata": {"name": "hippo-upgrade", "namespace": namespace},
+        "spec": {
+            "postgresClusterName": "hippo",
+            "fromPostgresVersion": 15,
+            "toPostgresVersion": 17,
+        },
+    }
+
+
+async def _condition(
+    kube: Client, namespace: str, type_: str, reason: str, timeout: float = 120
+) -> JSON:
+    async def probe() -> JSON | None:
+        upgrade = await kube.get(UPGRADES, "hippo-upgrade", namespace)
+        found: list[JSON] = (upgrade.get("status") or {}).get("conditions") or []
+        return next((c for c in found if c["type"] == type_ and c["reason"] == reason), None)
+
+    return await wait_for(probe, timeout=timeout, interval=0.5)
+
+
+async def _patch_cluster(kube: Client, namespace: str, patch: dict[str, Any]) -> None:
+    await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
+
+
+async def _job_log(kube: Client, namespace: str, job: JSON) -> str:
+    selector = f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}"
+    (pod,) = (await kube.list(PODS, namespace, label_selector=selector)).items
+    path = PODS.path(namespace, pod["metadata"]["name"], "log")
+    log = await kube.request_bytes(
+        "GET", path, params={"container": "database"}, resource="pods/log"
+    )
+    return log.decode()
+
+
+@pytest.mark.timeout(900)
+async def test_upgrade_of_a_cluster_with_data(kube: Client, namespace: str) -> None:
+    await kube.create(CLUSTERS, e2e_hippo(namespace))
+    await ready_cluster(kube, namespace, timeout=180)
+    primary = await primary_pod(kube, namespace)
+    await psql(kube, primary, namespace, "create table kept as select generate_series(1, 1000) n")
+
+    # Running, and not annotated: PGO's reasons, in PGO's order.
+    await kube.create(UPGRADES, _upgrade(namespace))
+    running = await _condition(kube, namespace, "Progressing", "PGClusterNotShutdown")
+    assert running["status"] == "False"
+    await _patch_cluster(kube, namespace, {"spec": {"shutdown": True}})
+    await _condition(kube, namespace, "Progressing", "PGClusterMissingRequiredAnnotation", 180)
+    events = (await kube.list(EVENTS, namespace)).items
+    reasons = {e["reason"] for e in events if e["involvedObject"]["kind"] == "PGUpgrade"}
+    assert {"PGClusterNotShutdown", "PGClusterMissingRequiredAnnotation"} <= reasons
+
+    # Annotated: Patroni's DCS goes, and the pg_upgrade Job runs on the primary's volume.
+    annotation = {naming.ANNOTATION_ALLOW_UPGRADE: "hippo-upgrade"}
+    await _patch_cluster(kube, namespace, {"metadata": {"annotations": annotation}})
+    failed = await _condition(kube, namespace, "Succeeded", "PGUpgradeFailed", 300)
+    assert failed["status"] == "False"
+    job = await kube.get(JOBS, "hippo-upgrade-pgdata", namespace)
+    assert job["metadata"]["labels"][naming.LABEL_PGUPGRADE] == "hippo-upgrade"
+    log = await _job_log(kube, namespace, job)
+    assert "Step 4: pg_upgrade --check" not in log  # stopped before pg_upgrade ran
+    assert "PostgreSQL 17 of this image lacks the library pgaudit" in log
+    patroni = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_PATRONI}"
+    assert not (await kube.list(ENDPOINTS, namespace, label_selector=patroni)).items
+    cluster = await kube.get(CLUSTERS, "hippo", namespace)
+    assert "postgresVersion" not in (cluster.get("status") or {})
+
+    # The user takes the annotation off and starts the cluster again: nothing was lost.
+    await _patch_cluster(
+        kube,
+        namespace,
+        {
+            "metadata": {"annotations": {naming.ANNOTATION_ALLOW_UPGRADE: None}},
+            "spec": {"shutdown": False},
+        },
+    )
+    await ready_cluster(kube, namespace, timeout=240)
+    primary = await primary_pod(kube, namespace)
+    assert await psql(kube, primary, namespace, "select count(*) from kept") == "1000"
+    assert (await psql(kube, primary, namespace, "show server_version")).startswith("15.")
+    await kube.delete(UPGRADES, "hippo-upgrade", namespace)
+
+    async def jobs_gone() -> bool:
+        try:
+            await kube.get(JOBS, "hippo-upgrade-pgdata", namespace)
+        except NotFoundError:
+            return True
+        return False
+
+    await wait_for(jobs_gone, timeout=120, interval=0.5)
