@@ -22,7 +22,7 @@ from pathlib import Path
 
 OLD, NEW = 15, 17
 PORT = 55439
-ROWS_PER_GIB = 9_000_000  # rows of (bigint, md5 text, md5 text): about 120 bytes each on disk
+ROWS_PER_GIB = 10_600_000  # rows of (bigint, md5 text, md5 text): 9,000,000 made 0.85 GiB
 
 
 def _bin(major: int, program: str) -> str:

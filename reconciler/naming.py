@@ -90,6 +90,8 @@ CONDITION_PGBACKREST_RESTORE_PREVIEW = "PGBackRestRestorePreview"
 CONDITION_PROXY_AVAILABLE = "ProxyAvailable"
 # Beyond PGO: what the standby leader of a standby cluster replayed (steps/patroni.py).
 CONDITION_STANDBY = "StandbyReplaying"
+# Beyond PGO: an instance's server stops at start (steps/postgres_startup.py).
+CONDITION_POSTGRES_STARTUP_FAILED = "PostgresStartupFailed"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -113,6 +115,7 @@ REASON_USERS_FAILED = "PostgresUsersFailed"
 REASON_USERS_NOT_PROVISIONED = "PostgresUsersNotProvisioned"
 REASON_INIT_SQL_FAILED = "DatabaseInitSQLFailed"
 REASON_INIT_SQL_DONE = "DatabaseInitSQLDone"
+REASON_POSTGRES_LIBRARY_MISSING = "PostgresLibraryMissing"
 
 # Containers, ports, users
 CONTAINER_DATABASE = "database"

@@ -71,6 +71,8 @@ class Memory:
     # Whether this process has resumed the cluster's pgBouncers once: an operator that stopped
     # between PAUSE and RESUME must not leave them holding clients.
     pools_resumed: bool = False
+    # When (monotonic) unready instances' logs were last read (steps/postgres_startup.py).
+    startup_observed: float = float("-inf")
 
 
 def image_key(spec: JSON) -> str:

@@ -43,6 +43,7 @@ from reconciler.postgrescluster.steps import (
     patroni,
     pgbackrest,
     pgbouncer,
+    postgres_startup,
     postgres_users,
     rbac,
     restore,
@@ -71,6 +72,7 @@ RULES = (
     *restore.RULES,
     *volumes.RULES,
     *pgbouncer.RULES,
+    *postgres_startup.RULES,
     *rbac.INSTANCE_RULES,
     rbac.OPENSHIFT_RULE,
 )
@@ -82,6 +84,7 @@ STEPS: tuple[Step, ...] = (
     volumes.reconcile,
     cluster_config.reconcile,
     instances.reconcile,
+    postgres_startup.reconcile,
     rollout.reconcile,
     users.reconcile,
     postgres_users.reconcile,

@@ -120,3 +120,24 @@ async def test_upgrade_of_a_cluster_with_data(kube: Client, namespace: str) -> N
         return False
 
     await wait_for(jobs_gone, timeout=120, interval=0.5)
+
+
+async def test_a_cluster_of_a_major_without_pgaudit_says_why(kube: Client, namespace: str) -> None:
+    """PostgreSQL 17 on this node has no pgAudit, which PGO preloads: the cluster's status and
+    a Warning Event name the library, instead of an instance that is just never ready (Patroni
+    gives up its bootstrap and exits; the kubelet restarts it with back-off, as under PGO)."""
+    await kube.create(CLUSTERS, e2e_hippo(namespace, postgresVersion=17))
+
+    async def reported() -> JSON | None:
+        cluster = await kube.get(CLUSTERS, "hippo", namespace)
+        found: list[JSON] = (cluster.get("status") or {}).get("conditions") or []
+        return next((c for c in found if c["type"] == "PostgresStartupFailed"), None)
+
+    condition = await wait_for(reported, timeout=180, interval=1)
+    assert condition["status"] == "True"
+    assert condition["reason"] == "PostgresLibraryMissing"
+    assert 'no library "pgaudit"' in condition["message"]
+    events = (await kube.list(EVENTS, namespace)).items
+    assert any(e["reason"] == "PostgresLibraryMissing" for e in events)
+    (pod,) = (await kube.list(PODS, namespace, label_selector=naming.LABEL_INSTANCE)).items
+    assert f"instance pod {pod['metadata']['name']} " in condition["message"]
