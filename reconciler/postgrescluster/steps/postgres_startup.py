@@ -52,13 +52,30 @@ def _unready(pods: list[JSON]) -> list[JSON]:
     ]
 
 
+def _restarted(pod: JSON) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return any(
+        s.get("name") == naming.CONTAINER_DATABASE and int(s.get("restartCount") or 0) > 0
+        for s in statuses
+    )
+
+
 async def _log(ctx: Context, pod: JSON) -> str:
+    """The database container's last lines: of its previous run too once it restarted
+    (Patroni exits after a failed bootstrap; its next run may not have got as far)."""
     path = PODS.path(ctx.namespace, pod["metadata"]["name"], "log")
-    params = {"container": naming.CONTAINER_DATABASE, "tailLines": TAIL_LINES}
-    try:
-        text = await ctx.client.request_bytes("GET", path, params=params, resource="pods/log")
-    except (ApiError, ConnectionError):
-        return ""  # no log yet, or the pod went: the next look tells
+    runs = ("true", "false") if _restarted(pod) else ("false",)
+    text = b""
+    for previous in runs:
+        params = {
+            "container": naming.CONTAINER_DATABASE,
+            "tailLines": TAIL_LINES,
+            "previous": previous,
+        }
+        try:
+            text += await ctx.client.request_bytes("GET", path, params=params, resource="pods/log")
+        except (ApiError, ConnectionError):
+            continue  # no log yet, or the pod went: the next look tells
     return text.decode(errors="replace")
 
 
