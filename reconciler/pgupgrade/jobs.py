@@ -44,17 +44,10 @@ for program in "${old_bin}/postgres" "${new_bin}/initdb" "${new_bin}/pg_upgrade"
   fi
 done
 
-echo 'Step 1: a new data directory, initialized with checksums'
-rm -rf "${new_data}"
-"${new_bin}/initdb" --data-checksums --username=postgres --pgdata="${new_data}"
-
-echo 'Step 2: the old data directory private to its owner, as pg_upgrade requires'
-chmod 0700 "${old_data}"
-
-echo 'Step 3: the libraries the old cluster preloads, preloaded by the new one too'
+echo 'Step 1: the libraries the old cluster preloads, which the new major must have too'
 libraries=$("${old_bin}/postgres" -D "${old_data}" -C shared_preload_libraries)
 # A library the new major lacks would stop pg_upgrade with a message about its server's log;
-# name it here instead.
+# name it here, before anything is written.
 IFS=', ' read -r -a wanted <<< "${libraries}"
 for library in "${wanted[@]}"; do
   if [[ -n "${library}" && ! -e "${new_bin}/../lib/${library}.so" ]]; then
@@ -64,7 +57,16 @@ for library in "${wanted[@]}"; do
     exit 1
   fi
 done
+
+# A directory left by an earlier attempt stops the Job, as with PGO: it is the user's to look
+# at (after a finished --link upgrade it shares the data files with the old one).
+echo 'Step 2: a new data directory, initialized with checksums'
+mkdir "${new_data}"
+"${new_bin}/initdb" --data-checksums --username=postgres --pgdata="${new_data}"
 echo "shared_preload_libraries = '${libraries}'" >> "${new_data}/postgresql.conf"
+
+echo 'Step 3: the old data directory private to its owner, as pg_upgrade requires'
+chmod 0700 "${old_data}"
 
 echo 'Step 4: pg_upgrade --check'
 upgrade() {
