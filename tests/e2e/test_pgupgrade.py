@@ -5,8 +5,8 @@ pg_upgrade Job on the startup instance's volume.
 PostgreSQL 17 here is the build `make packages` installs (envtest/.../postgres_majors.py); it has
 no pgAudit, which PGO preloads into every cluster, so the Job stops before pg_upgrade changes
 anything, the upgrade reports PGUpgradeFailed, and the cluster, started again, still has its
-data on 15. (An upgrade between majors that both have the preloaded libraries runs the same Job
-to the end: the bench runs that sequence's pg_upgrade.)
+data on 15. The Job's own command is then run to the end by the same upgrade image on a 15 data
+directory that preloads a library 17 has (`--link` and `--copy`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from reconciler_envtest import images
 from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler import naming
 from reconciler.api.crd import PG_UPGRADES
+from reconciler.pgupgrade import jobs
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import ENDPOINTS, EVENTS, JOBS, PODS
 from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
@@ -141,3 +143,71 @@ async def test_a_cluster_of_a_major_without_pgaudit_says_why(kube: Client, names
     assert any(e["reason"] == "PostgresLibraryMissing" for e in events)
     (pod,) = (await kube.list(PODS, namespace, label_selector=naming.LABEL_INSTANCE)).items
     assert f"instance pod {pod['metadata']['name']} " in condition["message"]
+
+
+# A PostgreSQL 15 data directory with rows and a preloaded library, as the startup instance's
+# volume holds one, then the upgrade Job's own command, then the upgraded server asked.
+PREPARE = r"""
+set -eu
+old=/usr/pgsql-15/bin new=/usr/pgsql-17/bin
+"${old}/initdb" --data-checksums --username=postgres --pgdata=/pgdata/pg15 > /dev/null
+echo "shared_preload_libraries = 'pg_stat_statements'" >> /pgdata/pg15/postgresql.conf
+echo '{"postgresql": {"parameters": {}}}' > /pgdata/pg15/patroni.dynamic.json
+start() { "$1/pg_ctl" -D "$2" -w -o "-k /tmp -c listen_addresses=" -l "/tmp/$3.log" start; }
+start "${old}" /pgdata/pg15 old > /dev/null
+"${old}/psql" -h /tmp -U postgres -qc "create table kept as select generate_series(1, 1000) n"
+"${old}/pg_ctl" -D /pgdata/pg15 -w stop > /dev/null
+"$@"
+start "${new}" /pgdata/pg17 new > /dev/null
+"${new}/psql" -h /tmp -U postgres -Atc \
+  "select 'rows=' || count(*) || ' version=' || current_setting('server_version_num') || \
+   ' preloaded=' || current_setting('shared_preload_libraries') from kept"
+test -f /pgdata/pg17/patroni.dynamic.json && echo 'patroni.dynamic.json kept'
+"""
+
+
+@pytest.mark.parametrize("method", ["Link", "Copy"])
+async def test_the_upgrade_job_script_upgrades_data_to_17(
+    kube: Client, namespace: str, method: str
+) -> None:
+    """The Job's command, run by the process node's upgrade image on a 15 data directory that
+    preloads a library 17 has too: pg_upgrade to the end, the rows and the library there."""
+    command = jobs.upgrade_command(
+        {"fromPostgresVersion": 15, "toPostgresVersion": 17, "transferMethod": method},
+        cpu_concurrency=True,
+    )
+    _, gid = images.profile("crunchy-upgrade").ids()
+    pod: JSON = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "upgrade", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"fsGroup": gid},
+            "volumes": [{"name": "postgres-data", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "database",
+                    "image": images.related_images()["RELATED_IMAGE_PGUPGRADE"],
+                    "command": ["bash", "-c", PREPARE, "prepare", *command],
+                    "volumeMounts": [{"name": "postgres-data", "mountPath": "/pgdata"}],
+                }
+            ],
+        },
+    }
+    await kube.create(PODS, pod)
+
+    async def finished() -> JSON | None:
+        found = await kube.get(PODS, "upgrade", namespace)
+        phase = (found.get("status") or {}).get("phase")
+        return found if phase in ("Succeeded", "Failed") else None
+
+    done = await wait_for(finished, timeout=240, interval=1)
+    path = PODS.path(namespace, "upgrade", "log")
+    log = (await kube.request_bytes("GET", path, resource="pods/log")).decode()
+    assert done["status"]["phase"] == "Succeeded", log
+    assert f"pg_upgrade --{method.lower()}" in log
+    assert "The upgrade is complete." in log
+    assert "rows=1000 version=17" in log
+    assert "preloaded=pg_stat_statements" in log
+    assert "patroni.dynamic.json kept" in log
