@@ -14,6 +14,7 @@ is started and its row count checked.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
@@ -75,6 +76,9 @@ def _upgrade(work: Path, template: Path, method: str, rows: int) -> tuple[float,
         shutil.rmtree(path, ignore_errors=True)
     subprocess.run(["cp", "-a", str(template), str(old)], check=True)
     _as_postgres(_bin(NEW, "initdb"), "-k", "-U", "postgres", "-D", str(new), cwd=work)
+    # The copy's pages on disk before the clock starts: pg_upgrade syncs the new data
+    # directory at its end, and with --link that would write out the bench's own copy.
+    os.sync()
     argv = [
         _bin(NEW, "pg_upgrade"),
         f"--old-bindir=/usr/lib/postgresql/{OLD}/bin",
