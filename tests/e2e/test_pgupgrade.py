@@ -183,7 +183,13 @@ async def test_the_upgrade_job_script_upgrades_data_to_17(
         "metadata": {"name": "upgrade", "namespace": namespace},
         "spec": {
             "restartPolicy": "Never",
-            "securityContext": {"fsGroup": gid},
+            # The namespace enforces the restricted Pod Security Standard, as the instances'
+            # pods (whose template the operator's Job copies) meet it.
+            "securityContext": {
+                "fsGroup": gid,
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "volumes": [{"name": "postgres-data", "emptyDir": {}}],
             "containers": [
                 {
@@ -191,6 +197,10 @@ async def test_the_upgrade_job_script_upgrades_data_to_17(
                     "image": images.related_images()["RELATED_IMAGE_PGUPGRADE"],
                     "command": ["bash", "-c", PREPARE, "prepare", *command],
                     "volumeMounts": [{"name": "postgres-data", "mountPath": "/pgdata"}],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
                 }
             ],
         },
