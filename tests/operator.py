@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import yaml
@@ -16,6 +16,7 @@ from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
+from reconciler.operator import Setup
 from reconciler.postgrescluster import controller
 from reconciler.runtime.client import JSON, Client, ConflictError, NotFoundError
 from reconciler.runtime.manager import Manager
@@ -93,8 +94,11 @@ async def operator_identity(
 
 
 @contextlib.asynccontextmanager
-async def running_operator(kubeconfig: Path, settings: Settings) -> AsyncIterator[Manager]:
-    """The PostgresCluster controller running in this process as the given identity."""
+async def running_operator(
+    kubeconfig: Path, settings: Settings, setups: Sequence[Setup] = (controller.setup,)
+) -> AsyncIterator[Manager]:
+    """The PostgresCluster controller (or the controllers of `setups`) running in this process
+    as the given identity."""
     async with await Client.from_kubeconfig(str(kubeconfig), user_agent="operator") as client:
         manager = Manager(
             client,
@@ -102,7 +106,8 @@ async def running_operator(kubeconfig: Path, settings: Settings) -> AsyncIterato
             health_address="0",
             metrics_address="0",
         )
-        await controller.setup(manager, settings)
+        for setup in setups:
+            await setup(manager, settings)
         task = asyncio.create_task(manager.run())
         try:
             yield manager

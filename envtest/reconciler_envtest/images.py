@@ -115,10 +115,15 @@ def image_mounts(directory: Path) -> list[Mount]:
 
 def related_images() -> dict[str, str]:
     """The operator's RELATED_IMAGE_* variables that point at this node's profiles."""
+    postgres = {
+        f"RELATED_IMAGE_POSTGRES_{major}": f"{REGISTRY}/postgres:{major}"
+        for major in sorted({POSTGRES_VERSION, *installed_majors()})
+    }
     return {
-        f"RELATED_IMAGE_POSTGRES_{POSTGRES_VERSION}": f"{REGISTRY}/postgres:{POSTGRES_VERSION}",
+        **postgres,
         "RELATED_IMAGE_PGBACKREST": f"{REGISTRY}/pgbackrest",
         "RELATED_IMAGE_PGBOUNCER": f"{REGISTRY}/pgbouncer",
+        **_upgrade_images(),
     }
 
 
@@ -149,10 +154,33 @@ def split(image: str) -> tuple[str, str]:
     return path.rsplit("/", 1)[-1], tag
 
 
+# Major upgrades (PGUpgrade) ---------------------------------------------------------------
+# Crunchy Data's upgrade image holds every major at /usr/pgsql-<major>, where PGO's upgrade
+# Jobs look for them; here each installed major is linked there. The majors beyond Debian's 15
+# come from `postgres_majors` (`make packages`) and lack pgAudit (see README, "PostgreSQL
+# majors").
+UPGRADE_NAMES = frozenset({"crunchy-upgrade", "pgupgrade"})
+
+
+def _upgrade_images() -> dict[str, str]:
+    return {"RELATED_IMAGE_PGUPGRADE": f"{REGISTRY}/crunchy-upgrade"}
+
+
+def _upgrade(majors: list[int]) -> ImageProfile:
+    base = _postgres(majors[-1])
+    links = {f"/usr/pgsql-{major}": str(_CLUSTERS / str(major)) for major in majors}
+    return ImageProfile(user=base.user, env=base.env, links={**base.links, **links})
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def profile(image: str) -> ImageProfile:
     """The profile of `image`; `UnknownImageError` names what this node runs instead."""
     name, tag = split(image)
     majors = installed_majors()
+    if name in UPGRADE_NAMES and majors:
+        return _upgrade(majors)
     if name in TOOL_NAMES and majors:
         return _postgres(POSTGRES_VERSION if POSTGRES_VERSION in majors else majors[-1])
     if name in POSTGRES_NAMES:
@@ -163,7 +191,7 @@ def profile(image: str) -> ImageProfile:
             f"image {image!r} is PostgreSQL {major if major else tag!r}; this node has "
             f"PostgreSQL {', '.join(map(str, majors)) or 'none (install postgresql-15)'}"
         )
-    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES))
+    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES | UPGRADE_NAMES))
     raise UnknownImageError(
         f"the process node has no profile for image {image!r}; it runs images named {known} "
         f"(any registry; PostgreSQL's tag names the major), e.g. {REGISTRY}/postgres:"

@@ -75,6 +75,8 @@ class Memory:
     # The last Warning given, per reason, about an adopted repository claim (steps/volumes.py):
     # each is given once, not at every reconcile while the repository host waits.
     adoption_warnings: dict[str, str] = field(default_factory=dict)
+    # When (monotonic) unready instances' logs were last read (steps/postgres_startup.py).
+    startup_observed: float = float("-inf")
 
 
 def image_key(spec: JSON) -> str:

@@ -45,6 +45,7 @@ from reconciler.postgrescluster.steps import (
     patroni,
     pgbackrest,
     pgbouncer,
+    postgres_startup,
     postgres_users,
     rbac,
     restore,
@@ -73,6 +74,7 @@ RULES = (
     *restore.RULES,
     *volumes.RULES,
     *pgbouncer.RULES,
+    *postgres_startup.RULES,
     *rbac.INSTANCE_RULES,
     rbac.OPENSHIFT_RULE,
 )
@@ -86,6 +88,7 @@ STEPS: tuple[Step, ...] = (
     cluster_config.reconcile,
     instances.reconcile,
     disk_space.reconcile,
+    postgres_startup.reconcile,
     rollout.reconcile,
     users.reconcile,
     postgres_users.reconcile,

@@ -22,6 +22,7 @@ from reconciler_envtest.controlplane import ControlPlane
 from reconciler import features
 from reconciler.api import crd
 from reconciler.config import Settings
+from reconciler.operator import CONTROLLERS
 from reconciler.runtime.client import Client, ConflictError
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import ENDPOINTS, NAMESPACES, SERVICES
@@ -82,7 +83,7 @@ async def e2e_operator(kube: Client, kubeconfig: Path) -> AsyncIterator[Manager]
     # AutoGrowVolumes: it acts only on sets with a storage limit (test_autogrow.py).
     gates = features.parse("AutoGrowVolumes=true")
     settings = Settings(images=related, workers=2, feature_gates=gates)
-    async with running_operator(kubeconfig, settings) as manager:
+    async with running_operator(kubeconfig, settings, CONTROLLERS) as manager:
         yield manager
 
 

@@ -69,6 +69,17 @@ def test_postgres_images_from_any_registry_run_the_machine_s_postgres(
     assert images.profile(image).env["PATH"].startswith("/usr/lib/postgresql/15/bin:")
 
 
+def test_the_upgrade_image_sees_every_major_at_crunchy_s_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(images, "installed_majors", lambda: [15, 17])
+    upgrade = images.profile("registry.developers.crunchydata.com/crunchydata/crunchy-upgrade:1")
+    assert upgrade.links["/usr/pgsql-15"] == "/usr/lib/postgresql/15"
+    assert upgrade.links["/usr/pgsql-17"] == "/usr/lib/postgresql/17"
+    assert images.related_images()["RELATED_IMAGE_POSTGRES_17"].endswith("/postgres:17")
+    assert "RELATED_IMAGE_PGUPGRADE" in images.related_images()
+
+
 def test_image_names_and_tags() -> None:
     assert images.split("localhost:5000/a/postgres") == ("postgres", "")
     assert images.split("a/b:t@sha256:00") == ("b", "t")
@@ -79,7 +90,7 @@ def test_image_names_and_tags() -> None:
 
 def test_unknown_images_and_majors_say_what_the_node_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images, "installed_majors", lambda: [15])
-    known = "crunchy-pgbouncer, crunchy-postgres, pgbackrest"
+    known = "crunchy-pgbouncer, crunchy-postgres, crunchy-upgrade, pgbackrest"
     with pytest.raises(images.UnknownImageError, match=known):
         images.profile("busybox:1.36")
     with pytest.raises(images.UnknownImageError, match="is PostgreSQL 99; this node has"):
