@@ -70,6 +70,14 @@ def _postgres(version: int) -> ImageProfile:
 # runs beside it, all from this machine's Debian packages.
 POSTGRES_NAMES = frozenset({"postgres", "crunchy-postgres"})
 TOOL_NAMES = frozenset({"pgbackrest", "crunchy-pgbackrest", "pgbouncer", "crunchy-pgbouncer"})
+# pgMonitor's exporter: Debian's prometheus-postgres-exporter, as `postgres_exporter` on the
+# PATH (the name PGO's container command runs), as Debian's `prometheus` user.
+EXPORTER_NAMES = frozenset({"crunchy-postgres-exporter", "postgres-exporter"})
+EXPORTER = ImageProfile(
+    user="prometheus",
+    env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+    links={"/usr/local/bin/postgres_exporter": "/usr/bin/prometheus-postgres-exporter"},
+)
 _CLUSTERS = Path("/usr/lib/postgresql")
 
 
@@ -119,6 +127,7 @@ def related_images() -> dict[str, str]:
         f"RELATED_IMAGE_POSTGRES_{POSTGRES_VERSION}": f"{REGISTRY}/postgres:{POSTGRES_VERSION}",
         "RELATED_IMAGE_PGBACKREST": f"{REGISTRY}/pgbackrest",
         "RELATED_IMAGE_PGBOUNCER": f"{REGISTRY}/pgbouncer",
+        "RELATED_IMAGE_PGEXPORTER": f"{REGISTRY}/crunchy-postgres-exporter",
     }
 
 
@@ -153,6 +162,8 @@ def profile(image: str) -> ImageProfile:
     """The profile of `image`; `UnknownImageError` names what this node runs instead."""
     name, tag = split(image)
     majors = installed_majors()
+    if name in EXPORTER_NAMES:
+        return EXPORTER
     if name in TOOL_NAMES and majors:
         return _postgres(POSTGRES_VERSION if POSTGRES_VERSION in majors else majors[-1])
     if name in POSTGRES_NAMES:
@@ -163,7 +174,7 @@ def profile(image: str) -> ImageProfile:
             f"image {image!r} is PostgreSQL {major if major else tag!r}; this node has "
             f"PostgreSQL {', '.join(map(str, majors)) or 'none (install postgresql-15)'}"
         )
-    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES))
+    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES | EXPORTER_NAMES))
     raise UnknownImageError(
         f"the process node has no profile for image {image!r}; it runs images named {known} "
         f"(any registry; PostgreSQL's tag names the major), e.g. {REGISTRY}/postgres:"

@@ -40,6 +40,7 @@ from reconciler.postgrescluster.steps import (
     cluster_config,
     database_init,
     instances,
+    monitoring,
     patroni,
     pgbackrest,
     pgbouncer,
@@ -81,6 +82,7 @@ STEPS: tuple[Step, ...] = (
     restore.reconcile,
     volumes.reconcile,
     cluster_config.reconcile,
+    monitoring.reconcile,
     instances.reconcile,
     rollout.reconcile,
     users.reconcile,
@@ -362,6 +364,7 @@ async def setup(manager: Manager, settings: Settings) -> None:
         instance_sidecars=settings.feature_gates.get("InstanceSidecars", True),
         auto_create_user_schema=settings.feature_gates.get("AutoCreateUserSchema", True),
         pgbouncer_sidecars=settings.feature_gates.get("PGBouncerSidecars", False),
+        append_custom_queries=settings.feature_gates.get("AppendCustomQueries", False),
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(

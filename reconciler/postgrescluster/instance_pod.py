@@ -26,6 +26,8 @@ from reconciler.postgrescluster import scripts
 from reconciler.runtime.client import JSON
 
 TMP_SIZE_LIMIT = "16Mi"
+# A container and the volumes it needs, added to the pod by a subsystem (the exporter).
+Exporter = tuple[JSON, list[JSON]]
 
 
 def _postgres_env(spec: JSON) -> list[JSON]:
@@ -240,10 +242,12 @@ def pod_spec(
     sidecars: bool,
     pgbackrest_image: str | None = None,
     data_claim: str | None = None,
+    exporter: Exporter | None = None,
 ) -> JSON:
     """The pod of one instance: Patroni running PostgreSQL, and its helpers; with
     `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration;
-    `data_claim` names an adopted data volume (else `<instance>-pgdata`)."""
+    `data_claim` names an adopted data volume (else `<instance>-pgdata`); `exporter`: the
+    monitoring exporter's container and volumes (monitoring on)."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
     wal = postgres_config.wal_directory(
@@ -319,6 +323,9 @@ def pod_spec(
         containers[0]["volumeMounts"].append(pgbackrest_pods.DATABASE_MOUNT)
         containers += added
         volumes += added_volumes
+    if exporter is not None:
+        containers.append(exporter[0])
+        volumes += exporter[1]
     if sidecars:
         containers += instance_set.get("containers") or []
     topology = list(instance_set.get("topologySpreadConstraints") or [])
@@ -356,9 +363,10 @@ def statefulset(
     sidecars: bool,
     pgbackrest_image: str | None = None,
     data_claim: str | None = None,
+    exporter: Exporter | None = None,
 ) -> JSON:
     """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete);
-    `data_claim` names an adopted data volume."""
+    `data_claim` names an adopted data volume; `exporter` adds the monitoring exporter."""
     set_name = instance_set["name"]
     labels = naming.instance_labels(owner.name, set_name, instance)
     extra = instance_set.get("metadata")
@@ -367,6 +375,8 @@ def statefulset(
         naming.LABEL_DATA: naming.DATA_POSTGRES,
         naming.LABEL_PATRONI: naming.patroni_scope(owner.name),
     }
+    if exporter is not None:  # for Prometheus' pod discovery, as pgMonitor configures it
+        pod_labels[naming.LABEL_PGMONITOR_DISCOVERY] = "true"
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -390,6 +400,7 @@ def statefulset(
                     sidecars=sidecars,
                     pgbackrest_image=pgbackrest_image,
                     data_claim=data_claim,
+                    exporter=exporter,
                 ),
             },
         },

@@ -17,6 +17,7 @@ from reconciler.patroni import config as patroni_config
 from reconciler.pgbackrest import config as pgbackrest_config
 from reconciler.pgbackrest import restore
 from reconciler.pgbackrest.postgres import backups_enabled, standby_repo
+from reconciler.pgmonitor import exporter
 from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import data_source, instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
@@ -237,7 +238,20 @@ async def _apply_instance(
             sidecars=ctx.environment.instance_sidecars,
             pgbackrest_image=ctx.pgbackrest_image if backups_enabled(spec) else None,
             data_claim=adopted,
+            exporter=_exporter(ctx),
         ),
+    )
+
+
+def _exporter(ctx: Context) -> instance_pod.Exporter | None:
+    """The exporter's additions to the pod while monitoring is on and has an image (the
+    `monitoring` step reports a missing one)."""
+    image = ctx.exporter_image
+    if image is None:
+        return None
+    annotations = ctx.raw["metadata"].get("annotations") or {}
+    return exporter.instance_additions(
+        ctx.name, ctx.spec, annotations, image, append_queries=ctx.environment.append_custom_queries
     )
 
 
