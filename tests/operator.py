@@ -39,6 +39,7 @@ EXAMPLE_IMAGES = {
     **{f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)},
     "PGBACKREST": "example/pgbackrest:2",
     "PGBOUNCER": "example/pgbouncer:1",
+    "PGEXPORTER": "example/crunchy-postgres-exporter:0",
 }
 
 

@@ -47,7 +47,6 @@ def unsupported_fields(spec: JSON) -> list[str]:
         "spec.dataSource.volumes.pgWALVolume": volumes.get("pgWALVolume"),
         "spec.dataSource.volumes.pgBackRestVolume": volumes.get("pgBackRestVolume"),
         "spec.instrumentation": spec.get("instrumentation"),
-        "spec.monitoring": spec.get("monitoring"),
         "spec.userInterface": spec.get("userInterface"),
     }
     return [name for name, value in sections.items() if value]

@@ -431,11 +431,10 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """Monitoring (and a repository volume to adopt) are accepted but not acted on yet: a
-    condition and one Warning say so; the rest of the cluster, its repositories included, is
-    managed."""
+    """A repository volume to adopt is accepted but not acted on yet: a condition and one
+    Warning say so; the rest of the cluster, its repositories included, is managed."""
     adopt = {"volumes": {"pgBackRestVolume": {"pvcName": "old-repo", "directory": "old"}}}
-    cluster = _hippo(namespace, monitoring={"pgmonitor": {"exporter": {}}}, dataSource=adopt)
+    cluster = _hippo(namespace, dataSource=adopt)
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"].append(s3)
@@ -443,9 +442,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith(
-        "spec.dataSource.volumes.pgBackRestVolume, spec.monitoring: accepted"
-    )
+    assert condition["message"].startswith("spec.dataSource.volumes.pgBackRestVolume: accepted")
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
@@ -454,9 +451,9 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
         'pgbackrest --stanza=db archive-push "%p"'
     )
 
-    # Without those sections the condition goes away.
+    # Without that section the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    patch = {"spec": {"monitoring": None, "dataSource": None}}
+    patch = {"spec": {"dataSource": None}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:

@@ -123,3 +123,26 @@ def test_container_info_is_in_pgo_units() -> None:
         "requests.memory",
     ]
     assert {r["divisor"] for r in refs} == {"0"}
+
+
+def test_the_exporter_joins_the_pod_with_pgmonitor_s_discovery_label() -> None:
+    container = {"name": "exporter", "image": "example/exporter:1"}
+    volume = {"name": "monitoring-secret", "secret": {"secretName": "hippo-monitoring"}}
+    sts = instance_pod.statefulset(
+        OWNER,
+        SPEC,
+        SET,
+        "hippo-instance1-abcd",
+        image="example/postgres:16",
+        replicas=1,
+        sidecars=False,
+        exporter=(container, [volume]),
+    )
+    template = sts["spec"]["template"]
+    assert template["metadata"]["labels"][PREFIX + "crunchy-postgres-exporter"] == "true"
+    assert template["spec"]["containers"][-1] == container
+    assert volume in template["spec"]["volumes"]
+    assert (
+        PREFIX + "crunchy-postgres-exporter"
+        not in _statefulset()["spec"]["template"]["metadata"]["labels"]
+    )
