@@ -165,6 +165,9 @@ def instance_additions(
             mount("exporter-certs", _CERTS_DIRECTORY),
             mount("web-config", _WEB_CONFIG_DIRECTORY),
         ]
+    # The pod's `tmp` volume: the assembled queries and the pid file (the root filesystem is
+    # read-only).
+    mounts.append(mount("tmp", "/tmp"))
     container: JSON = {
         "name": naming.CONTAINER_EXPORTER,
         "image": image,

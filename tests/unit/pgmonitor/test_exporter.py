@@ -41,7 +41,7 @@ def test_container_logs_in_over_loopback_with_the_password_file() -> None:
     }
     assert container["ports"] == [{"name": "exporter", "containerPort": 9187, "protocol": "TCP"}]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/conf", "/opt/crunchy/"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/conf", "/opt/crunchy/", "/tmp"]
     assert [v["name"] for v in volumes] == ["exporter-config", "monitoring-secret"]
     assert volumes[0]["projected"]["sources"] == [
         {"configMap": {"name": "hippo-exporter-queries-config"}}
