@@ -94,14 +94,17 @@ async def operator_identity(
 
 
 @contextlib.asynccontextmanager
-async def running_operator(kubeconfig: Path, settings: Settings) -> AsyncIterator[Manager]:
-    """The PostgresCluster controller running in this process as the given identity."""
+async def running_operator(
+    kubeconfig: Path, settings: Settings, *, metrics_address: str = "0"
+) -> AsyncIterator[Manager]:
+    """The PostgresCluster controller running in this process as the given identity; its
+    /metrics served at `metrics_address` ("0": not served)."""
     async with await Client.from_kubeconfig(str(kubeconfig), user_agent="operator") as client:
         manager = Manager(
             client,
             namespaces=settings.target_namespaces,
             health_address="0",
-            metrics_address="0",
+            metrics_address=metrics_address,
         )
         await controller.setup(manager, settings)
         task = asyncio.create_task(manager.run())

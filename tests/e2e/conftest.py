@@ -61,11 +61,12 @@ async def control_plane() -> AsyncIterator[ControlPlane]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Manager]:
     """The CRDs, and the operator running in-process, under its own ServiceAccount and RBAC,
-    with the process node's images."""
+    with the process node's images, serving /metrics on a free loopback port."""
     await crd.install(kube, field_manager="reconciler-tests")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
+    # Its /metrics too: the monitoring test checks the dashboards against what it serves.
     async with running_operator(
-        operator_kubeconfig, Settings(images=related, workers=2)
+        operator_kubeconfig, Settings(images=related, workers=2), metrics_address="127.0.0.1:0"
     ) as manager:
         yield manager
 
