@@ -107,6 +107,7 @@ async def _scrape_all(
     return await wait_for(probe, timeout=180, interval=2)
 
 
+@pytest.mark.timeout(1500)
 async def test_monitoring_on_scraped_over_http_and_https_then_off(
     kube: Client, namespace: str, operator: Manager
 ) -> None:
