@@ -15,6 +15,7 @@ from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler import naming
 from reconciler.pki import authority
+from reconciler.postgrescluster.observed import pod_ready
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import CONFIG_MAPS, SECRETS
@@ -54,10 +55,9 @@ async def _pods_converged(kube: Client, namespace: str, *, exporter: bool, tls: 
         for pod in pods:
             names = [c["name"] for c in pod["spec"]["containers"]]
             volumes = {v["name"] for v in pod["spec"]["volumes"]}
-            statuses = pod.get("status", {}).get("containerStatuses") or []
             if (naming.CONTAINER_EXPORTER in names) != exporter or ("web-config" in volumes) != tls:
                 return None
-            if pod["metadata"].get("deletionTimestamp") or not all(s["ready"] for s in statuses):
+            if pod["metadata"].get("deletionTimestamp") or not pod_ready(pod):
                 return None
         await ready_cluster(kube, namespace, timeout=5)
         return pods
