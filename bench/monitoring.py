@@ -70,14 +70,30 @@ async def main(scrapes: int) -> None:
                 await kube.create(CLUSTERS, cluster)
                 primary = f"{naming.LABEL_CLUSTER}=hippo,{naming.LABEL_ROLE}=master"
 
-                async def serving() -> str | None:
-                    pods = (await kube.list(PODS, NAMESPACE, label_selector=primary)).items
-                    url = f"http://{pods[0]['status']['podIP']}:9187/metrics"
-                    _, body = await _scrape(session, url)
-                    return url if BACKUP_METRIC in body else None
+                async def backed_up() -> bool:
+                    found = await kube.get(CLUSTERS, "hippo", NAMESPACE)
+                    conditions = (found.get("status") or {}).get("conditions") or []
+                    return any(
+                        c["type"] == "PGBackRestReplicaCreate" and c["status"] == "True"
+                        for c in conditions
+                    )
 
-                url = await wait_for(serving, timeout=900, interval=2)
+                await wait_for(backed_up, timeout=900, interval=2)
                 pod = (await kube.list(PODS, NAMESPACE, label_selector=primary)).items[0]
+                url = f"http://{pod['status']['podIP']}:9187/metrics"
+
+                # A scrape before the backup stored pgBackRest's answer for 10 minutes: ask again.
+                async def cleared() -> bool:
+                    await psql(kube, pod, NAMESPACE, "truncate monitor.pgbackrest_info")
+                    return True
+
+                await wait_for(cleared, timeout=300, interval=2)
+
+                async def serving() -> bool:
+                    _, body = await _scrape(session, url)
+                    return BACKUP_METRIC in body
+
+                await wait_for(serving, timeout=300, interval=2)
                 seconds, bodies = [], []
                 for _ in range(scrapes):
                     took, body = await _scrape(session, url)
