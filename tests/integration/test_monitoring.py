@@ -66,7 +66,7 @@ async def test_monitoring_objects_follow_the_spec(kube: Client, namespace: str) 
     (exporter,) = (c for c in template["spec"]["containers"] if c["name"] == "exporter")
     assert exporter["image"] == EXAMPLE_IMAGES["PGEXPORTER"]
     volumes = {v["name"]: v for v in template["spec"]["volumes"]}
-    assert volumes["monitoring-secret"]["secret"] == {"secretName": "hippo-monitoring"}
+    assert volumes["monitoring-secret"]["secret"]["secretName"] == "hippo-monitoring"
     assert volumes["exporter-config"]["projected"]["sources"] == [
         {"configMap": {"name": "hippo-exporter-queries-config"}}
     ]

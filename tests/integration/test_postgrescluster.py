@@ -203,8 +203,10 @@ async def test_steady_state_sends_no_writes(
 ) -> None:
     """A fresh operator finds the converged cluster and writes nothing, on start (a restart
     or upgrade) and on later reconciles (here: after an unrelated annotation); pgBouncer's
-    objects and certificate included."""
-    await kube.create(CLUSTERS, _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}))
+    objects and certificate included, and the exporter's."""
+    monitoring = {"pgmonitor": {"exporter": {}}}
+    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}, monitoring=monitoring)
+    await kube.create(CLUSTERS, cluster)
     await _ready(kube, namespace)
 
     async def pooler_settled() -> bool:
