@@ -204,7 +204,7 @@ async def test_steady_state_sends_no_writes(
     """A fresh operator finds the converged cluster and writes nothing, on start (a restart
     or upgrade) and on later reconciles (here: after an unrelated annotation); pgBouncer's
     objects and certificate included, and the exporter's."""
-    monitoring = {"pgmonitor": {"exporter": {}}}
+    monitoring: JSON = {"pgmonitor": {"exporter": {}}}
     cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}, monitoring=monitoring)
     await kube.create(CLUSTERS, cluster)
     await _ready(kube, namespace)
