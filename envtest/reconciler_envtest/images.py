@@ -8,8 +8,9 @@ machine's, seen through a private copy-on-write layer (see `containers`).
 Where this differs from a kubelet running Crunchy Data's images, and why it does not matter to
 what the e2e tier tests:
 
-- PostgreSQL, Patroni, pgBackRest and pgBouncer are Debian's builds (PostgreSQL 15, Patroni
-  3.0.2), not Crunchy's; the commands, configuration files and protocols are the same.
+- PostgreSQL, Patroni, pgBackRest, pgBouncer and postgres_exporter are Debian's builds
+  (PostgreSQL 15, Patroni 3.0.2, postgres_exporter 0.11.1), not Crunchy's; the commands,
+  configuration files and protocols are the same.
 - The image user is Debian's `postgres` (its UID, not 26); the pod's `fsGroup` is still added
   to its groups and owns the volumes, as a kubelet does.
 - Crunchy's images carry nss_wrapper at `/usr/lib64/libnss_wrapper.so`; Debian's package puts
