@@ -30,6 +30,8 @@ LABEL_PGBACKREST_RESTORE_CONFIG = PREFIX + "pgbackrest-restore-config"
 LABEL_STARTUP_INSTANCE = PREFIX + "startup-instance"
 LABEL_MOVE_JOB = PREFIX + "move-job"
 LABEL_MOVE_PGDATA_DIR = PREFIX + "move-pgdata-dir"
+LABEL_MOVE_PGWAL_DIR = PREFIX + "move-pgwal-dir"
+LABEL_MOVE_PGBACKREST_REPO_DIR = PREFIX + "move-pgbackrest-repo-dir"
 # On pods running the exporter, for Prometheus' discovery as pgMonitor configures it.
 LABEL_PGMONITOR_DISCOVERY = PREFIX + "crunchy-postgres-exporter"
 
@@ -122,6 +124,8 @@ CONTAINER_PGBACKREST_CONFIG = "pgbackrest-config"
 CONTAINER_PGBACKREST_LOG_DIR = "pgbackrest-log-dir"
 CONTAINER_PGBACKREST_RESTORE = "pgbackrest-restore"
 CONTAINER_MOVE_PGDATA_DIR = "pgdata-move-job"
+CONTAINER_MOVE_PGWAL_DIR = "pgwal-move-job"
+CONTAINER_MOVE_REPO_DIR = "repo-move-job"
 CONTAINER_PGBOUNCER = "pgbouncer"
 CONTAINER_PGBOUNCER_CONFIG = "pgbouncer-config"
 PORT_PGBOUNCER = "pgbouncer"
@@ -190,6 +194,16 @@ def move_data_directory_job(cluster: str) -> str:
     return f"{cluster}-move-pgdata-dir"
 
 
+def move_wal_directory_job(cluster: str) -> str:
+    """The Job that moves an adopted volume's WAL directory into place (PGO's migration)."""
+    return f"{cluster}-move-pgwal-dir"
+
+
+def move_repo_directory_job(cluster: str) -> str:
+    """The Job that moves an adopted volume's pgBackRest repository into place (PGO's)."""
+    return f"{cluster}-move-pgbackrest-repo-dir"
+
+
 def bootstrap_restore_id(cluster: str) -> str:
     """`status.pgbackrest.restore.id` of the restore that bootstraps a new cluster (PGO's)."""
     return f"~pgo-bootstrap-{cluster}"
@@ -214,6 +228,16 @@ def backup_cron_job(cluster: str, repo: str, backup_type: str) -> str:
 def pgbackrest_labels(cluster: str) -> dict[str, str]:
     """What every pgBackRest object of a cluster carries."""
     return {LABEL_CLUSTER: cluster, LABEL_PGBACKREST: ""}
+
+
+def repo_volume_labels(cluster: str, repo: str) -> dict[str, str]:
+    """The labels of a volume repository's claim."""
+    return {
+        **pgbackrest_labels(cluster),
+        LABEL_PGBACKREST_REPO: repo,
+        LABEL_PGBACKREST_VOLUME: "",
+        LABEL_DATA: DATA_PGBACKREST,
+    }
 
 
 def repo_host_labels(cluster: str) -> dict[str, str]:

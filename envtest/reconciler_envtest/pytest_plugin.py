@@ -71,14 +71,21 @@ async def kube(control_plane: ControlPlane) -> AsyncIterator[Client]:
         yield client
 
 
+@pytest.fixture
+def namespace_labels() -> dict[str, str]:
+    """The labels of each test's namespace (a conftest may ask for Pod Security levels)."""
+    return {}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def namespace(kube: Client, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+async def namespace(
+    kube: Client, request: pytest.FixtureRequest, namespace_labels: dict[str, str]
+) -> AsyncIterator[str]:
     """A fresh namespace for one test, deleted (with everything in it) afterwards."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{base}-{uuid.uuid4().hex[:6]}"
-    await kube.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
+    metadata = {"name": name, "labels": namespace_labels}
+    await kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
     yield name
     with contextlib.suppress(NotFoundError):
         await kube.delete(NAMESPACES, name)

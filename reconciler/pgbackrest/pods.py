@@ -9,7 +9,7 @@ the backup Job's comparison of configurations does not change with the primary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler import naming
 from reconciler.containers import (
@@ -171,8 +171,9 @@ def volume_repos(spec: JSON) -> list[JSON]:
     return [r for r in spec["backups"]["pgbackrest"].get("repos") or [] if r.get("volume")]
 
 
-def repo_host_pod(cluster: str, spec: JSON, image: str) -> JSON:
-    """The repository host's pod: pgBackRest's TLS server with the volume repositories."""
+def repo_host_pod(cluster: str, spec: JSON, image: str, claims: Mapping[str, str]) -> JSON:
+    """The repository host's pod: pgBackRest's TLS server with the volume repositories
+    (on `<c>-<repo>`, or the claim `claims` names for the repository)."""
     pgbackrest = spec["backups"]["pgbackrest"]
     host = pgbackrest.get("repoHost") or {}
     resources = host.get("resources") or {}
@@ -215,7 +216,9 @@ def repo_host_pod(cluster: str, spec: JSON, image: str) -> JSON:
             *(
                 {
                     "name": r["name"],
-                    "persistentVolumeClaim": {"claimName": naming.repo_volume(cluster, r["name"])},
+                    "persistentVolumeClaim": {
+                        "claimName": claims.get(r["name"]) or naming.repo_volume(cluster, r["name"])
+                    },
                 }
                 for r in repos
             ),

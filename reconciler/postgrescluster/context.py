@@ -73,6 +73,9 @@ class Memory:
     # Whether this process has resumed the cluster's pgBouncers once: an operator that stopped
     # between PAUSE and RESUME must not leave them holding clients.
     pools_resumed: bool = False
+    # The last Warning given, per reason, about an adopted repository claim (steps/volumes.py):
+    # each is given once, not at every reconcile while the repository host waits.
+    adoption_warnings: dict[str, str] = field(default_factory=dict)
 
 
 def image_key(spec: JSON) -> str:

@@ -7,6 +7,7 @@ restarts and upgrades unless the spec changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler import naming
@@ -85,7 +86,7 @@ def _probe(path: str, spec: JSON) -> JSON:
 
 
 def _volumes(
-    owner: Owner, spec: JSON, instance_set: JSON, instance: str, data_claim: str | None
+    owner: Owner, spec: JSON, instance_set: JSON, instance: str, adopted: Mapping[str, str]
 ) -> list[JSON]:
     cluster_cert = spec.get("customTLSSecret") or {
         "name": naming.cluster_certificate_secret(owner.name)
@@ -113,7 +114,8 @@ def _volumes(
         {
             "name": "postgres-data",
             "persistentVolumeClaim": {
-                "claimName": data_claim or naming.instance_data_volume(instance)
+                "claimName": adopted.get(naming.ROLE_POSTGRES_DATA)
+                or naming.instance_data_volume(instance)
             },
         },
         {
@@ -150,7 +152,10 @@ def _volumes(
         volumes.append(
             {
                 "name": "postgres-wal",
-                "persistentVolumeClaim": {"claimName": naming.instance_wal_volume(instance)},
+                "persistentVolumeClaim": {
+                    "claimName": adopted.get(naming.ROLE_POSTGRES_WAL)
+                    or naming.instance_wal_volume(instance)
+                },
             }
         )
     config_map = naming.cluster_config_map(owner.name)
@@ -241,13 +246,14 @@ def pod_spec(
     image: str,
     sidecars: bool,
     pgbackrest_image: str | None = None,
-    data_claim: str | None = None,
+    adopted: Mapping[str, str] | None = None,
     exporter: Exporter | None = None,
 ) -> JSON:
     """The pod of one instance: Patroni running PostgreSQL, and its helpers; with
     `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration;
-    `data_claim` names an adopted data volume (else `<instance>-pgdata`); `exporter`: the
-    monitoring exporter's container and volumes (monitoring on)."""
+    `adopted` names adopted claims by their role (`pgdata`, `pgwal`; else `<instance>-pgdata`
+    and `<instance>-pgwal`); `exporter`: the monitoring exporter's container and volumes
+    (monitoring on)."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
     wal = postgres_config.wal_directory(
@@ -311,7 +317,7 @@ def pod_spec(
             ],
         ),
     ]
-    volumes = _volumes(owner, spec, instance_set, instance, data_claim)
+    volumes = _volumes(owner, spec, instance_set, instance, adopted or {})
     if pgbackrest_image is not None:
         added, added_volumes = pgbackrest_pods.instance_additions(
             owner.name,
@@ -362,11 +368,11 @@ def statefulset(
     replicas: int,
     sidecars: bool,
     pgbackrest_image: str | None = None,
-    data_claim: str | None = None,
+    adopted: Mapping[str, str] | None = None,
     exporter: Exporter | None = None,
 ) -> JSON:
     """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete);
-    `data_claim` names an adopted data volume; `exporter` adds the monitoring exporter."""
+    `adopted` names adopted claims by their role; `exporter` adds the monitoring exporter."""
     set_name = instance_set["name"]
     labels = naming.instance_labels(owner.name, set_name, instance)
     extra = instance_set.get("metadata")
@@ -399,7 +405,7 @@ def statefulset(
                     image=image,
                     sidecars=sidecars,
                     pgbackrest_image=pgbackrest_image,
-                    data_claim=data_claim,
+                    adopted=adopted,
                     exporter=exporter,
                 ),
             },

@@ -41,11 +41,8 @@ def ready(status: JSON, spec: JSON) -> tuple[str, str, str]:
 def unsupported_fields(spec: JSON) -> list[str]:
     """The sections of the spec this operator accepts (PGO's schema) but does not act on yet."""
     backups = spec.get("backups") or {}
-    volumes = (spec.get("dataSource") or {}).get("volumes") or {}
     sections = {
         "spec.backups.snapshots": backups.get("snapshots"),
-        "spec.dataSource.volumes.pgWALVolume": volumes.get("pgWALVolume"),
-        "spec.dataSource.volumes.pgBackRestVolume": volumes.get("pgBackRestVolume"),
         "spec.instrumentation": spec.get("instrumentation"),
         "spec.userInterface": spec.get("userInterface"),
     }

@@ -22,6 +22,14 @@ CLUSTERS = POSTGRES_CLUSTERS.resource
 PREFIX = "postgres-operator.crunchydata.com/"
 
 
+# Every pod the operator makes must pass the API server's Pod Security admission at its
+# strictest level: the e2e tests' namespaces enforce `restricted`.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
 def e2e_hippo(namespace: str, **spec: Any) -> JSON:
     """hippo on PostgreSQL 15 (the machine's), without backups (no pgBackRest yet)."""
     cluster = hippo()

@@ -24,6 +24,8 @@ from reconciler.config import Settings
 from reconciler.runtime.client import Client, ConflictError
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import ENDPOINTS, NAMESPACES, SERVICES
+from tests.e2e import leaks
+from tests.e2e.cluster import RESTRICTED
 from tests.operator import running_operator
 
 
@@ -69,6 +71,34 @@ async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Man
         operator_kubeconfig, Settings(images=related, workers=2), metrics_address="127.0.0.1:0"
     ) as manager:
         yield manager
+
+
+@pytest.fixture(scope="session")
+def log_tap() -> leaks.LogTap:
+    """The operator's log lines of the run, to be searched for secrets."""
+    tap = leaks.LogTap()
+    tap.install()
+    return tap
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def no_secret_in_logs_or_events(
+    kube: Client, namespace: str, log_tap: leaks.LogTap
+) -> AsyncIterator[None]:
+    """After each test: none of its namespace's passwords, verifiers or private keys appears in
+    the operator's log of the test, a container's log or an Event (`tests/e2e/leaks.py`)."""
+    start = len(log_tap.lines)
+    yield
+    found = await leaks.search(kube, namespace, log_tap.lines[start:])
+    assert not found, f"secrets printed: {found}"
+
+
+@pytest.fixture
+def namespace_labels() -> dict[str, str]:
+    """Each test's namespace enforces the `restricted` Pod Security Standard
+    (test_process_node, which tries the process node with pods of every kind, asks for
+    none)."""
+    return dict(RESTRICTED)
 
 
 # One bucket per test that backs up to S3: each cluster's stanza `db` lives at the same path.

@@ -23,6 +23,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 IMAGE = images.related_images()[f"RELATED_IMAGE_POSTGRES_{images.POSTGRES_VERSION}"]
 
 
+@pytest.fixture
+def namespace_labels() -> dict[str, str]:
+    """No Pod Security level: these tests try the process node with pods of every kind."""
+    return {}
+
+
 def pod(name: str, namespace: str, script: str, **spec: Any) -> JSON:
     """A pod of one container running `script` with sh."""
     container: JSON = {"name": "main", "image": IMAGE, "command": ["sh", "-c", script]}

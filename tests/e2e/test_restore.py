@@ -6,6 +6,7 @@ of a deleted cluster, and the adoption of an existing data volume."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from reconciler_envtest.objectstore import ObjectStore
 from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler import naming
+from reconciler.runtime import podexec
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
@@ -28,7 +30,7 @@ from reconciler.runtime.resources import (
     PODS,
     SECRETS,
 )
-from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql, timeline
+from tests.e2e.cluster import CLUSTERS, RESTRICTED, primary_pod, psql, timeline
 from tests.e2e.test_backups import cluster_where, condition, hippo_with_backups
 from tests.e2e.test_s3_backups import CA_FILE, credentials, hippo_s3
 from tests.operator import ready_cluster
@@ -39,9 +41,8 @@ pytestmark = pytest.mark.usefixtures("operator")
 @contextlib.asynccontextmanager
 async def other_namespace(kube: Client, name: str) -> AsyncIterator[str]:
     """A namespace of the test's own beside the fixture's; deleted afterwards."""
-    await kube.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
+    metadata = {"name": name, "labels": RESTRICTED}
+    await kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
     try:
         yield name
     finally:
@@ -399,27 +400,44 @@ async def test_clone_from_the_cloud_repository_of_a_deleted_cluster(
     await cluster_where(kube, namespace, own_stanza, 180, control_plane)
 
 
-# What another operator (PGO v4, say) left on a claim: a data directory in a directory of its
-# own, with a table in it.
+# What PGO v4 left on its claims: a data directory in a directory of its own whose WAL is on a
+# claim of its own (`pg_wal` links there), and a pgBackRest repository (stanza `db`, as v4's
+# and ours) with a full backup of that data, in a directory of its own too.
 LEGACY = """\
-initdb --pgdata=/pgdata/legacy --username=postgres --auth=trust > /dev/null
-pg_ctl --pgdata=/pgdata/legacy --wait \\
-  --options="-c listen_addresses='' -c unix_socket_directories=/tmp" start
+mkdir -p /backrestrepo/hippo-backrest-shared-repo
+initdb --pgdata=/pgdata/hippo --waldir=/pgwal/hippo-wal --username=postgres --auth=trust \\
+  > /dev/null
+printf '%s\\n' '[global]' 'repo1-path=/backrestrepo/hippo-backrest-shared-repo' \\
+  'log-path=/tmp' 'lock-path=/tmp' '[db]' 'pg1-path=/pgdata/hippo' 'pg1-socket-path=/tmp' \\
+  > /tmp/pgbackrest.conf
+export PGBACKREST_CONFIG=/tmp/pgbackrest.conf
+printf '%s\\n' "listen_addresses = ''" "unix_socket_directories = '/tmp'" 'archive_mode = on' \\
+  "archive_command = 'pgbackrest --stanza=db archive-push %p'" >> /pgdata/hippo/postgresql.conf
+pg_ctl --pgdata=/pgdata/hippo --wait start > /dev/null
+pgbackrest --stanza=db stanza-create
 psql -h /tmp -U postgres -d postgres -c "create table legacy as select 42 as answer"
-pg_ctl --pgdata=/pgdata/legacy --wait stop
+pgbackrest --stanza=db --type=full --start-fast backup
+pg_ctl --pgdata=/pgdata/hippo --wait stop
 """
+CLAIMS = {"legacy-pgdata": "/pgdata", "legacy-pgwal": "/pgwal", "legacy-repo": "/backrestrepo"}
 
 
-async def test_an_existing_data_volume_is_adopted(kube: Client, namespace: str) -> None:
-    """PGO's migration path (`dataSource.volumes.pgDataVolume`): the claim keeps its name and
-    its data, becomes the first instance's data volume, and the cluster starts on its data."""
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "legacy-pgdata", "namespace": namespace},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
-    await kube.create(PERSISTENT_VOLUME_CLAIMS, claim)
+async def test_the_volumes_of_a_pgo_v4_cluster_are_adopted(kube: Client, namespace: str) -> None:
+    """PGO's migration path (`dataSource.volumes`): the data, WAL and repository claims keep
+    their names and contents and become the first instance's and repo1's volumes; the cluster
+    starts on the data with its WAL on the WAL claim, and the repository keeps the old backup
+    beside the new one."""
+    for name in CLAIMS:
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        await kube.create(PERSISTENT_VOLUME_CLAIMS, claim)
     image = images.related_images()[f"RELATED_IMAGE_POSTGRES_{images.POSTGRES_VERSION}"]
     legacy = {
         "apiVersion": "v1",
@@ -427,16 +445,28 @@ async def test_an_existing_data_volume_is_adopted(kube: Client, namespace: str) 
         "metadata": {"name": "legacy", "namespace": namespace},
         "spec": {
             "restartPolicy": "Never",
-            "securityContext": {"fsGroup": 26},
+            "securityContext": {
+                "fsGroup": 26,
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "legacy",
                     "image": image,
                     "command": ["bash", "-ceu", "--", LEGACY],
-                    "volumeMounts": [{"name": "data", "mountPath": "/pgdata"}],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [
+                        {"name": name, "mountPath": path} for name, path in CLAIMS.items()
+                    ],
                 }
             ],
-            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "legacy-pgdata"}}],
+            "volumes": [
+                {"name": name, "persistentVolumeClaim": {"claimName": name}} for name in CLAIMS
+            ],
         },
     }
     await kube.create(PODS, legacy)
@@ -447,10 +477,24 @@ async def test_an_existing_data_volume_is_adopted(kube: Client, namespace: str) 
         assert phase != "Failed", pod.get("status")
         return phase == "Succeeded"
 
-    await wait_for(written, timeout=120, interval=0.5)
+    await wait_for(written, timeout=180, interval=0.5)
     await kube.delete(PODS, "legacy", namespace)
-    source = {"volumes": {"pgDataVolume": {"pvcName": "legacy-pgdata", "directory": "legacy"}}}
-    await kube.create(CLUSTERS, e2e_hippo(namespace, dataSource=source))
+    cluster = hippo_with_backups(namespace)
+    cluster["spec"]["instances"][0]["walVolumeClaimSpec"] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}},
+    }
+    cluster["spec"]["dataSource"] = {
+        "volumes": {
+            "pgDataVolume": {"pvcName": "legacy-pgdata", "directory": "hippo"},
+            "pgWALVolume": {"pvcName": "legacy-pgwal", "directory": "hippo-wal"},
+            "pgBackRestVolume": {
+                "pvcName": "legacy-repo",
+                "directory": "hippo-backrest-shared-repo",
+            },
+        }
+    }
+    await kube.create(CLUSTERS, cluster)
     ready = await ready_cluster(kube, namespace, timeout=300)
     initialized = condition(ready, naming.CONDITION_POSTGRES_DATA_INITIALIZED) or {}
     assert initialized.get("reason") == "PGDataVolumeAdopted", initialized
@@ -461,9 +505,39 @@ async def test_an_existing_data_volume_is_adopted(kube: Client, namespace: str) 
         for v in primary["spec"]["volumes"]
         if "persistentVolumeClaim" in v
     }
-    assert claims == {"legacy-pgdata"}
-    adopted = await kube.get(PERSISTENT_VOLUME_CLAIMS, "legacy-pgdata", namespace)
-    labels = adopted["metadata"]["labels"]
-    assert labels[naming.LABEL_INSTANCE] == primary["metadata"]["labels"][naming.LABEL_INSTANCE]
-    assert labels[naming.LABEL_ROLE] == "pgdata"
-    assert adopted["metadata"]["ownerReferences"][0]["name"] == "hippo"
+    assert claims == {"legacy-pgdata", "legacy-pgwal"}
+    link = await podexec.run(
+        kube,
+        namespace,
+        primary["metadata"]["name"],
+        "database",
+        ["readlink", "/pgdata/pg15/pg_wal"],
+    )
+    assert link.stdout.decode().strip() == "/pgwal/pg15_wal"
+    instance = primary["metadata"]["labels"][naming.LABEL_INSTANCE]
+    for name, role in (("legacy-pgdata", "pgdata"), ("legacy-pgwal", "pgwal")):
+        adopted = await kube.get(PERSISTENT_VOLUME_CLAIMS, name, namespace)
+        assert adopted["metadata"]["labels"][naming.LABEL_INSTANCE] == instance
+        assert adopted["metadata"]["labels"][naming.LABEL_ROLE] == role
+        assert adopted["metadata"]["ownerReferences"][0]["name"] == "hippo"
+
+    def replica_create(cluster: JSON) -> bool:
+        found = condition(cluster, naming.CONDITION_PGBACKREST_REPLICA_CREATE) or {}
+        return found.get("status") == "True"
+
+    await cluster_where(kube, namespace, replica_create, 300)
+    host = await kube.get(PODS, "hippo-repo-host-0", namespace)
+    (repo,) = (v for v in host["spec"]["volumes"] if v["name"] == "repo1")
+    assert repo["persistentVolumeClaim"]["claimName"] == "legacy-repo"
+    info = await podexec.run(
+        kube,
+        namespace,
+        "hippo-repo-host-0",
+        naming.CONTAINER_PGBACKREST,
+        ["pgbackrest", "--stanza=db", "--output=json", "info"],
+    )
+    (stanza,) = json.loads(info.stdout)
+    # The new backup (replica-create) is incremental on the old full one: one repository.
+    assert [b["type"] for b in stanza["backup"]] == ["full", "incr"], stanza["backup"]
+    for job in ("hippo-move-pgdata-dir", "hippo-move-pgwal-dir", "hippo-move-pgbackrest-repo-dir"):
+        assert (await kube.get(JOBS, job, namespace))["status"].get("succeeded") == 1

@@ -15,16 +15,20 @@ from reconciler_envtest.node import EXIT_CODE_ANNOTATION
 from reconciler_envtest.process import alive
 from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.client import JSON, ApiError, Client, NotFoundError
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
+    EVENTS,
     JOBS,
+    NAMESPACES,
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     PODS,
+    SECRETS,
     STATEFUL_SETS,
 )
+from tests.e2e import leaks
 
 
 def _statefulset(namespace: str, replicas: int) -> JSON:
@@ -256,3 +260,59 @@ def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert [name for name, pid in pids.items() if alive(pid)] == []
     assert subprocess.run([*command, "status", "--dir", str(run)], check=False).returncode == 3
+
+
+async def test_pod_security_admission_enforces_restricted(kube: Client) -> None:
+    """The e2e tier runs every test in a namespace enforcing the `restricted` Pod Security
+    Standard; that only proves something if the API server's admission refuses a pod that
+    breaks it."""
+    name = "restricted-check"
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    await kube.create(
+        NAMESPACES,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "loose", "namespace": name},
+        "spec": {"containers": [{"name": "main", "image": "example/web:1"}]},
+    }
+    try:
+        with pytest.raises(ApiError) as refused:
+            await kube.create(PODS, pod)
+        assert refused.value.status == 403
+        assert 'violates PodSecurity "restricted:latest"' in refused.value.message
+    finally:
+        await kube.delete(NAMESPACES, name)
+
+
+async def test_the_secret_search_of_the_e2e_tier_finds_a_printed_password(
+    kube: Client, namespace: str
+) -> None:
+    """The e2e tier's check for secrets in logs and Events (`tests/e2e/leaks.py`) would see
+    one: a password of a Secret shown in an Event's message and in a log line is reported,
+    a certificate (public) and a short value are not looked for."""
+    password = "Vq8-not-a-real-password-3k"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hippo-pguser-hippo", "namespace": namespace},
+        "stringData": {"password": password, "port": "5432", "ca.crt": "-----BEGIN CERT"},
+    }
+    await kube.create(SECRETS, secret)
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "oops", "namespace": namespace},
+        "involvedObject": {"kind": "Secret", "name": "hippo-pguser-hippo", "namespace": namespace},
+        "reason": "Oops",
+        "message": f"connecting with {password}",
+        "type": "Warning",
+    }
+    await kube.create(EVENTS, event)
+    found = await leaks.search(kube, namespace, ["reconciled", f"password={password}"])
+    assert sorted(found) == [
+        "Event oops on hippo-pguser-hippo shows hippo-pguser-hippo/password",
+        "operator log shows hippo-pguser-hippo/password",
+    ]

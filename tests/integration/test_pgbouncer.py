@@ -4,20 +4,15 @@ labels and keys, the status, the certificate, and their removal when pooling is 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import yaml
 from cryptography import x509 as cx509
 from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api.crd import POSTGRES_CLUSTERS
-from reconciler.config import Settings
 from reconciler.runtime.client import JSON, Client
-from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import (
     CONFIG_MAPS,
     DEPLOYMENTS,
@@ -28,7 +23,7 @@ from reconciler.runtime.resources import (
     Resource,
 )
 from tests.api_examples import hippo
-from tests.operator import EXAMPLE_IMAGES, found, ready_cluster, running_operator
+from tests.operator import found, ready_cluster
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
 PREFIX = "postgres-operator.crunchydata.com/"
@@ -36,14 +31,6 @@ LABELS = {PREFIX + "cluster": "hippo", PREFIX + "role": "pgbouncer"}
 KINDS: tuple[Resource, ...] = (DEPLOYMENTS, SERVICES, CONFIG_MAPS, SECRETS, POD_DISRUPTION_BUDGETS)
 
 pytestmark = pytest.mark.usefixtures("crds", "operator")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def operator(operator_kubeconfig: Path, crds: None) -> AsyncIterator[Manager]:
-    """The operator under its own ServiceAccount and RBAC (Deployments included)."""
-    settings = Settings(images=EXAMPLE_IMAGES, workers=2)
-    async with running_operator(operator_kubeconfig, settings) as manager:
-        yield manager
 
 
 def _hippo(namespace: str, **bouncer: Any) -> JSON:

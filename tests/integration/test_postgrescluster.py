@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-import pytest_asyncio
 import yaml
 from cryptography import x509 as cx509
 from reconciler_envtest.controlplane import ControlPlane
@@ -53,14 +52,6 @@ PREFIX = "postgres-operator.crunchydata.com/"
 IMAGES = EXAMPLE_IMAGES
 
 pytestmark = pytest.mark.usefixtures("crds", "operator")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def operator(operator_kubeconfig: Path, crds: None) -> AsyncIterator[Manager]:
-    """The operator's PostgresCluster controller, running against the session control plane
-    under its own ServiceAccount and RBAC."""
-    async with running_operator(operator_kubeconfig, Settings(images=IMAGES, workers=2)) as manager:
-        yield manager
 
 
 def _hippo(namespace: str, **spec: Any) -> JSON:
@@ -433,10 +424,10 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """A repository volume to adopt is accepted but not acted on yet: a condition and one
-    Warning say so; the rest of the cluster, its repositories included, is managed."""
-    adopt = {"volumes": {"pgBackRestVolume": {"pvcName": "old-repo", "directory": "old"}}}
-    cluster = _hippo(namespace, dataSource=adopt)
+    """Volume snapshots are accepted but not acted on yet: a condition and one Warning say so;
+    the rest of the cluster, its repositories included, is managed."""
+    cluster = _hippo(namespace)
+    cluster["spec"]["backups"]["snapshots"] = {"volumeSnapshotClassName": "csi"}
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"].append(s3)
@@ -444,7 +435,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith("spec.dataSource.volumes.pgBackRestVolume: accepted")
+    assert condition["message"].startswith("spec.backups.snapshots: accepted")
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
@@ -455,7 +446,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
 
     # Without that section the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    patch = {"spec": {"dataSource": None}}
+    patch = {"spec": {"backups": {"snapshots": None}}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:
@@ -482,6 +473,48 @@ async def test_a_clone_of_a_missing_cluster_starts_no_instance(
     assert "spec.dataSource" in event["message"]
     assert await _instances(kube, namespace) == []
     assert await _get(kube, JOBS, "hippo-pgbackrest-restore", namespace) is None
+
+
+async def test_a_repository_claim_is_adopted_once_it_exists(kube: Client, namespace: str) -> None:
+    """`dataSource.volumes.pgBackRestVolume` naming a claim not made yet: the repository host
+    waits (its condition says why) and a Warning names the claim; once the user makes it, the
+    claim becomes repo1's volume under its own name (PGO's labels, the cluster as owner), no
+    `hippo-repo1` claim is made, and the move Job has PGO's name and labels."""
+    adopt = {"volumes": {"pgBackRestVolume": {"pvcName": "old-repo", "directory": "old"}}}
+    await kube.create(CLUSTERS, _hippo(namespace, dataSource=adopt))
+    event = await wait_for(lambda: _event(kube, namespace, "InvalidRepoVolume"))
+    assert 'pgBackRestVolume: claim "old-repo" does not exist' in event["message"]
+    condition = await wait_for(
+        lambda: _condition(kube, namespace, "PGBackRestRepoHostReady", "RepoHostNotReady")
+    )
+    assert 'PersistentVolumeClaim "old-repo"' in condition["message"]
+    assert await _get(kube, STATEFUL_SETS, "hippo-repo-host", namespace) is None
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "old-repo", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    await kube.create(PERSISTENT_VOLUME_CLAIMS, claim)
+    job = await wait_for(
+        lambda: _get(kube, JOBS, "hippo-move-pgbackrest-repo-dir", namespace), timeout=60
+    )
+    assert job["metadata"]["labels"] == {
+        f"{PREFIX}cluster": "hippo",
+        f"{PREFIX}move-job": "",
+        f"{PREFIX}move-pgbackrest-repo-dir": "",
+    }
+    (volume,) = job["spec"]["template"]["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "old-repo"
+    adopted = await kube.get(PERSISTENT_VOLUME_CLAIMS, "old-repo", namespace)
+    assert adopted["metadata"]["labels"][f"{PREFIX}pgbackrest-repo"] == "repo1"
+    assert adopted["metadata"]["ownerReferences"][0]["name"] == "hippo"
+    assert await _get(kube, PERSISTENT_VOLUME_CLAIMS, "hippo-repo1", namespace) is None
+    # The Job never runs here: the repository host still waits, for the Job now.
+    condition = await wait_for(
+        lambda: _condition(kube, namespace, "PGBackRestRepoHostReady", "RepoHostNotReady")
+    )
+    assert "hippo-move-pgbackrest-repo-dir" in condition["message"]
 
 
 async def test_a_malformed_restore_is_refused_and_nothing_stops(

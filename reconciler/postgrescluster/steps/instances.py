@@ -209,12 +209,12 @@ async def _apply_instance(
     await ctx.apply(
         CONFIG_MAPS, instance_objects.config_map(owner, instance_set, instance, document)
     )
-    adopted = _adopted_claim(ctx, instance)
-    if adopted is None:
+    adopted = _adopted_claims(ctx, instance)
+    if naming.ROLE_POSTGRES_DATA not in adopted:
         await _apply_volume(
             ctx, instance_objects.data_volume(owner, instance_set, instance), resize_errors
         )
-    if separate_wal:
+    if separate_wal and naming.ROLE_POSTGRES_WAL not in adopted:
         await _apply_volume(
             ctx,
             instance_objects.data_volume(owner, instance_set, instance, wal=True),
@@ -237,7 +237,7 @@ async def _apply_instance(
             replicas=replicas,
             sidecars=ctx.environment.instance_sidecars,
             pgbackrest_image=ctx.pgbackrest_image if backups_enabled(spec) else None,
-            data_claim=adopted,
+            adopted=adopted,
             exporter=_exporter(ctx),
         ),
     )
@@ -255,15 +255,19 @@ def _exporter(ctx: Context) -> instance_pod.Exporter | None:
     )
 
 
-def _adopted_claim(ctx: Context, instance: str) -> str | None:
-    """The name of the instance's data volume when it is an adopted claim (it keeps its name,
-    and its spec is the user's: only its labels are ours); None for `<instance>-pgdata`."""
-    labels = {naming.LABEL_INSTANCE: instance, naming.LABEL_ROLE: naming.ROLE_POSTGRES_DATA}
-    for claim in ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, labels):
-        name = str(claim["metadata"]["name"])
-        if name != naming.instance_data_volume(instance):
-            return name
-    return None
+def _adopted_claims(ctx: Context, instance: str) -> dict[str, str]:
+    """The instance's adopted claims by role (`pgdata`, `pgwal`): they keep their names, and
+    their specs are the user's (only their labels are ours)."""
+    own = {
+        naming.ROLE_POSTGRES_DATA: naming.instance_data_volume(instance),
+        naming.ROLE_POSTGRES_WAL: naming.instance_wal_volume(instance),
+    }
+    found: dict[str, str] = {}
+    for claim in ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_INSTANCE: instance}):
+        role = str(claim["metadata"]["labels"].get(naming.LABEL_ROLE))
+        if role in own and claim["metadata"]["name"] != own[role]:
+            found[role] = str(claim["metadata"]["name"])
+    return found
 
 
 async def _apply_volume(ctx: Context, claim: JSON, resize_errors: list[str]) -> None:

@@ -21,6 +21,7 @@ from reconciler.intent import Owner, metadata
 from reconciler.pgbackrest import config, pods
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.pki import authority, certificates, x509
+from reconciler.postgrescluster import adoption
 from reconciler.postgrescluster.context import Context
 from reconciler.postgrescluster.instance_pod import default_topology_spread
 from reconciler.runtime import podexec
@@ -110,21 +111,28 @@ async def reconcile(ctx: Context) -> Result | None:
     for obj in rbac_objects(owner, extra):
         await ctx.apply(_resource(obj), obj)
     repo_host_ready = False
+    claims = _adopted_repo_claims(ctx)
     if pods.volume_repos(ctx.spec):
-        host = await ctx.apply(STATEFUL_SETS, repo_host(owner, ctx.spec, image, extra))
-        repo_host_ready = int((host.get("status") or {}).get("readyReplicas", 0)) > 0
+        waiting = _awaiting_adopted_repo(ctx)
+        if waiting is None:
+            host = await ctx.apply(STATEFUL_SETS, repo_host(owner, ctx.spec, image, extra, claims))
+            repo_host_ready = int((host.get("status") or {}).get("readyReplicas", 0)) > 0
         status["repoHost"] = {**_CONTAINER_KIND, "ready": repo_host_ready}
         ready, reason, message = (
             ("True", "RepoHostReady", "pgBackRest dedicated repository host is ready")
             if repo_host_ready
-            else ("False", "RepoHostNotReady", "pgBackRest dedicated repository host is not ready")
+            else (
+                "False",
+                "RepoHostNotReady",
+                waiting or "pgBackRest dedicated repository host is not ready",
+            )
         )
         ctx.set_condition(naming.CONDITION_PGBACKREST_REPO_HOST_READY, ready, reason, message)
     else:
         status.pop("repoHost", None)
         ctx.clear_condition(naming.CONDITION_PGBACKREST_REPO_HOST_READY)
     await ctx.apply(SECRETS, _secret(ctx, extra, repo_host=bool(pods.volume_repos(ctx.spec))))
-    status["repos"] = await _repos(ctx, status.get("repos") or [], extra)
+    status["repos"] = await _repos(ctx, status.get("repos") or [], extra, claims)
     await ctx.apply(CONFIG_MAPS, config_map(ctx, extra))
     return await _stanza(ctx, status, ready=repo_host_ready or not pods.volume_repos(ctx.spec))
 
@@ -167,13 +175,16 @@ def rbac_objects(owner: Owner, extra: JSON | None) -> list[JSON]:
     ]
 
 
-def repo_host(owner: Owner, spec: JSON, image: str, extra: JSON | None) -> JSON:
-    """The dedicated repository host: one pod, `<c>-repo-host-0`, named under `<c>-pods`."""
+def repo_host(
+    owner: Owner, spec: JSON, image: str, extra: JSON | None, claims: dict[str, str]
+) -> JSON:
+    """The dedicated repository host: one pod, `<c>-repo-host-0`, named under `<c>-pods`;
+    `claims` names the adopted claims of repositories (else `<c>-<repo>`)."""
     selector = naming.repo_host_labels(owner.name)
     labels = {**selector, naming.LABEL_DATA: naming.DATA_PGBACKREST}
     annotations = {naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST}
     meta = metadata(owner, naming.repo_host(owner.name), labels, annotations, extra=extra)
-    pod = pods.repo_host_pod(owner.name, spec, image)
+    pod = pods.repo_host_pod(owner.name, spec, image, claims)
     host = spec["backups"]["pgbackrest"].get("repoHost") or {}
     topology = list(host.get("topologySpreadConstraints") or [])
     if not spec.get("disableDefaultPodScheduling"):
@@ -223,12 +234,7 @@ def _secret(ctx: Context, extra: JSON | None, *, repo_host: bool) -> JSON:
 
 def repo_volume(owner: Owner, repo: JSON, extra: JSON | None) -> JSON:
     """The claim of one volume repository."""
-    labels = {
-        **naming.pgbackrest_labels(owner.name),
-        naming.LABEL_PGBACKREST_REPO: repo["name"],
-        naming.LABEL_PGBACKREST_VOLUME: "",
-        naming.LABEL_DATA: naming.DATA_PGBACKREST,
-    }
+    labels = naming.repo_volume_labels(owner.name, repo["name"])
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -239,17 +245,50 @@ def repo_volume(owner: Owner, repo: JSON, extra: JSON | None) -> JSON:
     }
 
 
-async def _repos(ctx: Context, previous: list[JSON], extra: JSON | None) -> list[JSON]:
-    """Apply the volume repositories' claims (deleting those of removed repositories) and
-    build `status.pgbackrest.repos`: a repository whose volume changed starts over."""
-    by_name = {r["name"]: r for r in previous}
-    repos: list[JSON] = []
-    wanted = {r["name"] for r in ctx.spec["backups"]["pgbackrest"]["repos"]}
+def _adopted_repo_claims(ctx: Context) -> dict[str, str]:
+    """The claims adopted as repositories' volumes (`dataSource.volumes.pgBackRestVolume`), by
+    repository: they keep their names."""
+    found: dict[str, str] = {}
     for claim in ctx.cluster_objects(
         PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_PGBACKREST_VOLUME: ""}
     ):
-        if claim["metadata"]["labels"].get(naming.LABEL_PGBACKREST_REPO) not in wanted:
-            await ctx.delete(PERSISTENT_VOLUME_CLAIMS, claim)
+        repo = str(claim["metadata"]["labels"].get(naming.LABEL_PGBACKREST_REPO))
+        if claim["metadata"]["name"] != naming.repo_volume(ctx.name, repo):
+            found[repo] = str(claim["metadata"]["name"])
+    return found
+
+
+def _awaiting_adopted_repo(ctx: Context) -> str | None:
+    """Why the repository host waits for an adopted repository claim; None when it need not."""
+    volume = adoption.requested(ctx.spec).get(adoption.REPO)
+    if volume is None:
+        return None
+    name = str(volume["pvcName"])
+    job = naming.move_repo_directory_job(ctx.name)
+    claim = ctx.cached(PERSISTENT_VOLUME_CLAIMS, name)
+    if adoption.repo_claim_in_place(ctx.spec, claim, ctx.cached(JOBS, job)):
+        return None
+    if claim is None:
+        return f'waiting to adopt PersistentVolumeClaim "{name}" (see the Events)'
+    return f"waiting for Job {job} to move the adopted repository into place (see the Events)"
+
+
+async def _repos(
+    ctx: Context, previous: list[JSON], extra: JSON | None, adopted: dict[str, str]
+) -> list[JSON]:
+    """Apply the volume repositories' claims (deleting those of removed repositories; an
+    adopted claim is the user's spec) and build `status.pgbackrest.repos`: a repository whose
+    volume changed starts over."""
+    by_name = {r["name"]: r for r in previous}
+    first = ctx.spec["backups"]["pgbackrest"]["repos"][0]["name"]
+    to_adopt = first if adoption.REPO in adoption.requested(ctx.spec) else None
+    repos: list[JSON] = []
+    wanted = {r["name"] for r in ctx.spec["backups"]["pgbackrest"]["repos"]}
+    for existing in ctx.cluster_objects(
+        PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_PGBACKREST_VOLUME: ""}
+    ):
+        if existing["metadata"]["labels"].get(naming.LABEL_PGBACKREST_REPO) not in wanted:
+            await ctx.delete(PERSISTENT_VOLUME_CLAIMS, existing)
     for repo in ctx.spec["backups"]["pgbackrest"]["repos"]:
         entry: JSON = {
             "name": repo["name"],
@@ -258,12 +297,8 @@ async def _repos(ctx: Context, previous: list[JSON], extra: JSON | None) -> list
         if by_name.get(repo["name"], {}).get("replicaCreateBackupComplete"):
             entry["replicaCreateBackupComplete"] = True
         if repo.get("volume"):
-            try:
-                claim = await ctx.apply(
-                    PERSISTENT_VOLUME_CLAIMS, repo_volume(ctx.owner, repo, extra)
-                )
-            except ApiError as error:
-                await ctx.warn("PersistentVolumeError", f"repository {repo['name']}: {error}")
+            claim = await _repo_claim(ctx, repo, extra, adopted, to_adopt)
+            if claim is None:
                 repos.append(entry)
                 continue
             entry["bound"] = (claim.get("status") or {}).get("phase") == "Bound"
@@ -280,6 +315,23 @@ async def _repos(ctx: Context, previous: list[JSON], extra: JSON | None) -> list
                 entry["repoOptionsHash"] = hashes[repo["name"]]
         repos.append(entry)
     return sorted(repos, key=lambda r: str(r["name"]))
+
+
+async def _repo_claim(
+    ctx: Context, repo: JSON, extra: JSON | None, adopted: dict[str, str], to_adopt: str | None
+) -> JSON | None:
+    """The claim of a volume repository: applied, or the adopted one as it is (the user's
+    spec); None while the claim to adopt is not adopted yet, or when the API refused it."""
+    name = repo["name"]
+    if name in adopted:
+        return ctx.cached(PERSISTENT_VOLUME_CLAIMS, adopted[name]) or {}
+    if name == to_adopt:
+        return None
+    try:
+        return await ctx.apply(PERSISTENT_VOLUME_CLAIMS, repo_volume(ctx.owner, repo, extra))
+    except ApiError as error:
+        await ctx.warn("PersistentVolumeError", f"repository {name}: {error}")
+        return None
 
 
 def config_map(ctx: Context, extra: JSON | None) -> JSON:

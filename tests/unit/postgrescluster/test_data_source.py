@@ -21,7 +21,8 @@ def test_a_new_cluster_waits_for_its_data() -> None:
     assert not data_source.awaiting_data(SPEC, {})
     adopt = {**SPEC, "dataSource": {"volumes": {"pgDataVolume": {"pvcName": "old"}}}}
     assert data_source.awaiting_data(adopt, {})
-    assert data_source.adopted_data_volume(adopt) == {"pvcName": "old"}
+    wal_alone = {**SPEC, "dataSource": {"volumes": {"pgWALVolume": {"pvcName": "old"}}}}
+    assert data_source.awaiting_data(wal_alone, {})
 
 
 def test_a_repository_wins_over_volumes_and_postgres_cluster_over_pgbackrest() -> None:
@@ -32,7 +33,6 @@ def test_a_repository_wins_over_volumes_and_postgres_cluster_over_pgbackrest() -
     }
     spec = {**SPEC, "dataSource": both}
     assert data_source.restore_source(spec) == {"postgresCluster": {"repoName": "repo1"}}
-    assert data_source.adopted_data_volume(spec) is None
 
 
 def test_patroni_bootstraps_from_the_data_put_in_place() -> None:

@@ -33,7 +33,7 @@ P = naming.PREFIX
 
 
 def test_repo_host_is_one_pod_named_under_the_pods_service() -> None:
-    sts = pgbackrest.repo_host(OWNER, SPEC, IMAGE, None)
+    sts = pgbackrest.repo_host(OWNER, SPEC, IMAGE, None, {})
     assert sts["metadata"]["name"] == "hippo-repo-host"
     assert sts["spec"]["selector"]["matchLabels"] == {
         f"{P}cluster": "hippo",
@@ -59,7 +59,7 @@ def test_repo_host_is_one_pod_named_under_the_pods_service() -> None:
     assert pod["serviceAccountName"] == "hippo-repohost"
     assert pod["automountServiceAccountToken"] is False
     assert (
-        pgbackrest.repo_host(OWNER, {**SPEC, "shutdown": True}, IMAGE, None)["spec"]["replicas"]
+        pgbackrest.repo_host(OWNER, {**SPEC, "shutdown": True}, IMAGE, None, {})["spec"]["replicas"]
         == 0
     )
 
