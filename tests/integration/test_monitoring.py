@@ -3,31 +3,17 @@ container in the instance pods, PostgreSQL's configuration for it, and their rem
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-import pytest_asyncio
 import yaml
 from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler.config import Settings
 from reconciler.runtime.client import JSON, Client, NotFoundError
-from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import CONFIG_MAPS, SECRETS, STATEFUL_SETS, Resource
 from tests.api_examples import hippo
-from tests.operator import CLUSTERS, EXAMPLE_IMAGES, running_operator
+from tests.operator import CLUSTERS, EXAMPLE_IMAGES
 
 pytestmark = pytest.mark.usefixtures("crds", "operator")
 PREFIX = "postgres-operator.crunchydata.com/"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def operator(operator_kubeconfig: Path, crds: None) -> AsyncIterator[Manager]:
-    """The operator under its own ServiceAccount and RBAC, with an exporter image."""
-    settings = Settings(images=EXAMPLE_IMAGES, workers=2)
-    async with running_operator(operator_kubeconfig, settings) as manager:
-        yield manager
 
 
 async def _instance(kube: Client, namespace: str) -> JSON | None:
