@@ -11,6 +11,8 @@ PYTEST_ARGS ?=
 # Debian packages the e2e tier and the demo run: the programs behind the process node's images.
 PACKAGES := postgresql-15 postgresql-15-pgaudit patroni pgbackrest pgbouncer libnss-wrapper \
 	iproute2 util-linux
+# pgMonitor's exporter (the image crunchy-postgres-exporter on the process node).
+PACKAGES += prometheus-postgres-exporter
 
 $(BIN)/.installed: pyproject.toml envtest/pyproject.toml
 	$(PYTHON) -m venv $(VENV)

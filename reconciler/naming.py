@@ -32,6 +32,8 @@ LABEL_MOVE_JOB = PREFIX + "move-job"
 LABEL_MOVE_PGDATA_DIR = PREFIX + "move-pgdata-dir"
 LABEL_MOVE_PGWAL_DIR = PREFIX + "move-pgwal-dir"
 LABEL_MOVE_PGBACKREST_REPO_DIR = PREFIX + "move-pgbackrest-repo-dir"
+# On pods running the exporter, for Prometheus' discovery as pgMonitor configures it.
+LABEL_PGMONITOR_DISCOVERY = PREFIX + "crunchy-postgres-exporter"
 
 # Labels and annotations of major upgrades (PGUpgrade)
 LABEL_PGUPGRADE = PREFIX + "pgupgrade"
@@ -50,6 +52,7 @@ ROLE_POSTGRES_USER = "pguser"
 ROLE_POSTGRES_DATA_BEFORE_RESTORE = "pgdata-before-restore"
 ROLE_POSTGRES_WAL_BEFORE_RESTORE = "pgwal-before-restore"
 ROLE_PGBOUNCER = "pgbouncer"
+ROLE_MONITORING = "monitoring"
 DATA_POSTGRES = "postgres"
 DATA_PGBACKREST = "pgbackrest"
 
@@ -149,6 +152,9 @@ CONTAINER_PGBOUNCER_CONFIG = "pgbouncer-config"
 PORT_PGBOUNCER = "pgbouncer"
 PGBOUNCER_USER = "_crunchypgbouncer"
 PORT_POSTGRES = "postgres"
+CONTAINER_EXPORTER = "exporter"
+PORT_EXPORTER = "exporter"
+MONITORING_USER = "ccp_monitoring"
 REPLICATION_USER = "_crunchyrepl"
 ROOT_CA_SECRET = "pgo-root-cacert"
 
@@ -268,6 +274,26 @@ def pgbouncer(cluster: str) -> str:
 def pgbouncer_labels(cluster: str) -> dict[str, str]:
     """The labels of pgBouncer's objects, also the selector of its pods."""
     return {LABEL_CLUSTER: cluster, LABEL_ROLE: ROLE_PGBOUNCER}
+
+
+def monitoring_secret(cluster: str) -> str:
+    """The Secret with the `ccp_monitoring` password and verifier."""
+    return f"{cluster}-monitoring"
+
+
+def exporter_queries_config(cluster: str) -> str:
+    """The ConfigMap with the exporter's default queries."""
+    return f"{cluster}-exporter-queries-config"
+
+
+def exporter_web_config(cluster: str) -> str:
+    """The ConfigMap with the exporter's web (TLS) configuration."""
+    return f"{cluster}-exporter-web-config"
+
+
+def monitoring_labels(cluster: str) -> dict[str, str]:
+    """The labels of the monitoring Secret and ConfigMaps."""
+    return {LABEL_CLUSTER: cluster, LABEL_ROLE: ROLE_MONITORING}
 
 
 def cluster_config_map(cluster: str) -> str:

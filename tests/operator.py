@@ -40,6 +40,7 @@ EXAMPLE_IMAGES = {
     **{f"POSTGRES_{v}": f"example/postgres:{v}" for v in (15, 16, 17)},
     "PGBACKREST": "example/pgbackrest:2",
     "PGBOUNCER": "example/pgbouncer:1",
+    "PGEXPORTER": "example/crunchy-postgres-exporter:0",
 }
 
 
@@ -95,16 +96,20 @@ async def operator_identity(
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    kubeconfig: Path, settings: Settings, setups: Sequence[Setup] = (controller.setup,)
+    kubeconfig: Path,
+    settings: Settings,
+    setups: Sequence[Setup] = (controller.setup,),
+    *,
+    metrics_address: str = "0",
 ) -> AsyncIterator[Manager]:
     """The PostgresCluster controller (or the controllers of `setups`) running in this process
-    as the given identity."""
+    as the given identity; its /metrics served at `metrics_address` ("0": not served)."""
     async with await Client.from_kubeconfig(str(kubeconfig), user_agent="operator") as client:
         manager = Manager(
             client,
             namespaces=settings.target_namespaces,
             health_address="0",
-            metrics_address="0",
+            metrics_address=metrics_address,
         )
         for setup in setups:
             await setup(manager, settings)

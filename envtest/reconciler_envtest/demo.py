@@ -232,6 +232,7 @@ def main() -> None:
         f'"options":["--type=time","--target=\\"{now}\\""]}}}}}}}}}}'
     )
     pooler = '{"spec":{"proxy":{"pgBouncer":{"config":{"global":{"pool_mode":"transaction"}}}}}}'
+    monitoring = '{"spec":{"monitoring":{"pgmonitor":{"exporter":{}}}}}'
     print(
         "\nnext, in your shell (kubectl here runs on this machine; PGO's documentation, as is):\n"
         f"  export PATH={run_dir / 'bin'}:$PATH\n"
@@ -257,6 +258,11 @@ def main() -> None:
         f'{naming.ANNOTATION_PGBACKREST_RESTORE}="$(date)"   # restore in place\n'
         f"  kubectl -n {NAMESPACE} patch postgrescluster hippo --type merge -p "
         f"'{pooler}'   # pgBouncer: <c>-pgbouncer, pgbouncer-uri in the user Secret\n"
+        f"  kubectl -n {NAMESPACE} patch postgrescluster hippo --type merge -p "
+        f"'{monitoring}'   # pgMonitor's exporter: the pods roll\n"
+        f"  PRIMARY=$(kubectl -n {NAMESPACE} get pod -o name -l {labels}=master)   # once rolled\n"
+        f'  kubectl -n {NAMESPACE} port-forward "$PRIMARY" 9187:9187 &\n'
+        "  curl -s localhost:9187/metrics | grep ^ccp_   # dashboards: manifests/monitoring\n"
         "  make down    # stop everything"
     )
 

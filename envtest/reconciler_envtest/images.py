@@ -8,8 +8,9 @@ machine's, seen through a private copy-on-write layer (see `containers`).
 Where this differs from a kubelet running Crunchy Data's images, and why it does not matter to
 what the e2e tier tests:
 
-- PostgreSQL, Patroni, pgBackRest and pgBouncer are Debian's builds (PostgreSQL 15, Patroni
-  3.0.2), not Crunchy's; the commands, configuration files and protocols are the same.
+- PostgreSQL, Patroni, pgBackRest, pgBouncer and postgres_exporter are Debian's builds
+  (PostgreSQL 15, Patroni 3.0.2, postgres_exporter 0.11.1), not Crunchy's; the commands,
+  configuration files and protocols are the same.
 - The image user is Debian's `postgres` (its UID, not 26); the pod's `fsGroup` is still added
   to its groups and owns the volumes, as a kubelet does.
 - Crunchy's images carry nss_wrapper at `/usr/lib64/libnss_wrapper.so`; Debian's package puts
@@ -70,6 +71,14 @@ def _postgres(version: int) -> ImageProfile:
 # runs beside it, all from this machine's Debian packages.
 POSTGRES_NAMES = frozenset({"postgres", "crunchy-postgres"})
 TOOL_NAMES = frozenset({"pgbackrest", "crunchy-pgbackrest", "pgbouncer", "crunchy-pgbouncer"})
+# pgMonitor's exporter: Debian's prometheus-postgres-exporter, as `postgres_exporter` on the
+# PATH (the name PGO's container command runs), as Debian's `prometheus` user.
+EXPORTER_NAMES = frozenset({"crunchy-postgres-exporter", "postgres-exporter"})
+EXPORTER = ImageProfile(
+    user="prometheus",
+    env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+    links={"/usr/local/bin/postgres_exporter": "/usr/bin/prometheus-postgres-exporter"},
+)
 _CLUSTERS = Path("/usr/lib/postgresql")
 
 
@@ -124,6 +133,7 @@ def related_images() -> dict[str, str]:
         "RELATED_IMAGE_PGBACKREST": f"{REGISTRY}/pgbackrest",
         "RELATED_IMAGE_PGBOUNCER": f"{REGISTRY}/pgbouncer",
         **_upgrade_images(),
+        "RELATED_IMAGE_PGEXPORTER": f"{REGISTRY}/crunchy-postgres-exporter",
     }
 
 
@@ -181,6 +191,8 @@ def profile(image: str) -> ImageProfile:
     majors = installed_majors()
     if name in UPGRADE_NAMES and majors:
         return _upgrade(majors)
+    if name in EXPORTER_NAMES:
+        return EXPORTER
     if name in TOOL_NAMES and majors:
         return _postgres(POSTGRES_VERSION if POSTGRES_VERSION in majors else majors[-1])
     if name in POSTGRES_NAMES:
@@ -191,7 +203,7 @@ def profile(image: str) -> ImageProfile:
             f"image {image!r} is PostgreSQL {major if major else tag!r}; this node has "
             f"PostgreSQL {', '.join(map(str, majors)) or 'none (install postgresql-15)'}"
         )
-    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES | UPGRADE_NAMES))
+    known = ", ".join(sorted(POSTGRES_NAMES | TOOL_NAMES | UPGRADE_NAMES | EXPORTER_NAMES))
     raise UnknownImageError(
         f"the process node has no profile for image {image!r}; it runs images named {known} "
         f"(any registry; PostgreSQL's tag names the major), e.g. {REGISTRY}/postgres:"

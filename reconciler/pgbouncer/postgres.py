@@ -9,19 +9,12 @@ certificate connection as the superuser.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from reconciler import naming
-from reconciler.postgres.sql import identifier, literal
+from reconciler.postgres.sql import identifier, literal, statements_revision
 
 SCHEMA = "pgbouncer"
-
-# Every database that accepts connections; template0 never changes.
-DATABASES_QUERY = (
-    "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND datname <> 'template0' "
-    "ORDER BY datname"
-)
 
 
 def hba(*, enabled: bool) -> list[str]:
@@ -106,4 +99,4 @@ def drop_role() -> str:
 def revision(statements: Sequence[str]) -> str:
     """`status.proxy.pgBouncer.postgresRevision`: a digest of the SQL; it runs again only when
     that changes (a new verifier, pooling turned off or on)."""
-    return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+    return statements_revision(statements)

@@ -37,6 +37,8 @@ class PostgresSettings:
     # pg_hba lines that subsystems need (pgBouncer's role): after the mandatory ones, before
     # the spec's.
     contributed_hba: Sequence[str] = ()
+    # Libraries that subsystems need preloaded (pgMonitor's pg_stat_statements), after pgaudit.
+    preload_libraries: Sequence[str] = ()
 
 
 def mandatory_parameters() -> dict[str, str]:
@@ -73,8 +75,11 @@ def postgres_parameters(settings: PostgresSettings, dynamic: Mapping[str, Any]) 
         **settings.contributed,
         **mandatory_parameters(),
     }
-    # pgaudit must stay loaded even when the user adds libraries of their own.
+    # pgaudit and the subsystems' libraries stay loaded even when the user adds libraries of
+    # their own; theirs follow, each library once.
     libraries = [lib.strip() for lib in str(merged["shared_preload_libraries"]).split(",")]
-    if "pgaudit" not in libraries:
-        merged["shared_preload_libraries"] = ",".join(["pgaudit", *filter(None, libraries)])
+    required = ["pgaudit", *settings.preload_libraries]
+    if any(lib not in libraries for lib in required):
+        others = [lib for lib in libraries if lib and lib not in required]
+        merged["shared_preload_libraries"] = ",".join([*required, *others])
     return dict(sorted(merged.items()))

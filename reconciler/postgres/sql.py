@@ -11,6 +11,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+# Every database that accepts connections; template0 never changes.
+DATABASES_QUERY = (
+    "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND datname <> 'template0' "
+    "ORDER BY datname"
+)
+
 
 def identifier(name: str) -> str:
     """`name` as a quoted SQL identifier."""
@@ -20,6 +26,12 @@ def identifier(name: str) -> str:
 def literal(value: str) -> str:
     """`value` as a quoted SQL string literal (standard_conforming_strings is on)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def statements_revision(statements: Sequence[str]) -> str:
+    """A digest of SQL statements, recorded in the status once they ran: they run again only
+    when it changes (a new verifier, a feature turned off or on)."""
+    return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
 
 
 def role_statements(name: str, options: str, verifier: str) -> list[str]:

@@ -7,6 +7,8 @@ from reconciler.patroni import config as patroni_config
 from reconciler.pgbackrest import postgres as pgbackrest
 from reconciler.pgbouncer import config as pgbouncer_config
 from reconciler.pgbouncer import postgres as pgbouncer
+from reconciler.pgmonitor import exporter
+from reconciler.pgmonitor import postgres as pgmonitor
 from reconciler.postgres.config import PostgresSettings
 from reconciler.runtime.client import JSON
 
@@ -14,6 +16,7 @@ from reconciler.runtime.client import JSON
 def postgres_settings(spec: JSON) -> PostgresSettings:
     """The parts of the spec, and the subsystems' parameters, that shape PostgreSQL's
     parameters and pg_hba."""
+    monitoring = exporter.exporter_settings(spec) is not None
     return PostgresSettings(
         port=spec["port"],
         parameters=(spec.get("config") or {}).get("parameters") or {},
@@ -21,7 +24,11 @@ def postgres_settings(spec: JSON) -> PostgresSettings:
         contributed=pgbackrest.archive_parameters(
             backups=pgbackrest.backups_enabled(spec), standby_repo=pgbackrest.standby_repo(spec)
         ),
-        contributed_hba=pgbouncer.hba(enabled=pgbouncer_config.settings(spec) is not None),
+        contributed_hba=[
+            *pgbouncer.hba(enabled=pgbouncer_config.settings(spec) is not None),
+            *pgmonitor.hba(enabled=monitoring),
+        ],
+        preload_libraries=pgmonitor.preload_libraries(enabled=monitoring),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 from reconciler import naming
 from reconciler.api import PostgresCluster
 from reconciler.intent import Owner
+from reconciler.pgmonitor import exporter as pgmonitor_exporter
 from reconciler.pki import x509
 from reconciler.postgrescluster.observed import Instances, Reader
 from reconciler.runtime import conditions, drift
@@ -40,6 +41,7 @@ class Environment:
     auto_create_user_schema: bool = True  # the AutoCreateUserSchema feature gate
     pgbouncer_sidecars: bool = False  # the PGBouncerSidecars feature gate
     auto_grow_volumes: bool = False  # the AutoGrowVolumes feature gate
+    append_custom_queries: bool = False  # the AppendCustomQueries feature gate
 
 
 @dataclass
@@ -125,6 +127,15 @@ class Context:
         if pgbackrest.get("image"):
             return str(pgbackrest["image"])
         return self.environment.images.get("PGBACKREST")
+
+    @property
+    def exporter_image(self) -> str | None:
+        """`spec.monitoring.pgmonitor.exporter.image`, else `RELATED_IMAGE_PGEXPORTER`; None
+        when neither (or monitoring is off)."""
+        exporter = pgmonitor_exporter.exporter_settings(self.spec)
+        if exporter is None:
+            return None
+        return str(exporter.get("image") or "") or self.environment.images.get("PGEXPORTER")
 
     @property
     def owner(self) -> Owner:

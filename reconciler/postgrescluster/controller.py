@@ -42,6 +42,7 @@ from reconciler.postgrescluster.steps import (
     disk_space,
     failover,
     instances,
+    monitoring,
     patroni,
     pgbackrest,
     pgbouncer,
@@ -86,6 +87,7 @@ STEPS: tuple[Step, ...] = (
     restore.reconcile,
     volumes.reconcile,
     cluster_config.reconcile,
+    monitoring.reconcile,
     instances.reconcile,
     disk_space.reconcile,
     postgres_startup.reconcile,
@@ -370,6 +372,7 @@ async def setup(manager: Manager, settings: Settings) -> None:
         auto_create_user_schema=settings.feature_gates.get("AutoCreateUserSchema", True),
         pgbouncer_sidecars=settings.feature_gates.get("PGBouncerSidecars", False),
         auto_grow_volumes=settings.feature_gates.get("AutoGrowVolumes", False),
+        append_custom_queries=settings.feature_gates.get("AppendCustomQueries", False),
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(

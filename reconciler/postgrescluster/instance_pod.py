@@ -27,6 +27,8 @@ from reconciler.postgrescluster import scripts
 from reconciler.runtime.client import JSON
 
 TMP_SIZE_LIMIT = "16Mi"
+# A container and the volumes it needs, added to the pod by a subsystem (the exporter).
+Exporter = tuple[JSON, list[JSON]]
 
 
 def _postgres_env(spec: JSON) -> list[JSON]:
@@ -246,12 +248,14 @@ def pod_spec(
     pgbackrest_image: str | None = None,
     adopted: Mapping[str, str] | None = None,
     report_disk_space: bool = True,
+    exporter: Exporter | None = None,
 ) -> JSON:
     """The pod of one instance: Patroni running PostgreSQL, and its helpers; with
     `pgbackrest_image` (backups on), pgBackRest's TLS server and its configuration;
     `adopted` names adopted claims by their role (`pgdata`, `pgwal`; else `<instance>-pgdata`
     and `<instance>-pgwal`); `report_disk_space` has `replication-cert-copy` report the
-    volumes' free space (`scripts.replication_cert_copy`)."""
+    volumes' free space (`scripts.replication_cert_copy`); `exporter`: the monitoring
+    exporter's container and volumes (monitoring on)."""
     version = spec["postgresVersion"]
     resources = instance_set.get("resources") or {}
     wal = postgres_config.wal_directory(
@@ -338,6 +342,9 @@ def pod_spec(
         containers[0]["volumeMounts"].append(pgbackrest_pods.DATABASE_MOUNT)
         containers += added
         volumes += added_volumes
+    if exporter is not None:
+        containers.append(exporter[0])
+        volumes += exporter[1]
     if sidecars:
         containers += instance_set.get("containers") or []
     topology = list(instance_set.get("topologySpreadConstraints") or [])
@@ -376,9 +383,10 @@ def statefulset(
     pgbackrest_image: str | None = None,
     adopted: Mapping[str, str] | None = None,
     report_disk_space: bool = True,
+    exporter: Exporter | None = None,
 ) -> JSON:
     """The StatefulSet of one instance: one pod, deleted by the operator on updates (OnDelete);
-    `adopted` and `report_disk_space` as for `pod_spec`."""
+    `adopted`, `report_disk_space` and `exporter` as for `pod_spec`."""
     set_name = instance_set["name"]
     labels = naming.instance_labels(owner.name, set_name, instance)
     extra = instance_set.get("metadata")
@@ -387,6 +395,8 @@ def statefulset(
         naming.LABEL_DATA: naming.DATA_POSTGRES,
         naming.LABEL_PATRONI: naming.patroni_scope(owner.name),
     }
+    if exporter is not None:  # for Prometheus' pod discovery, as pgMonitor configures it
+        pod_labels[naming.LABEL_PGMONITOR_DISCOVERY] = "true"
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -411,6 +421,7 @@ def statefulset(
                     pgbackrest_image=pgbackrest_image,
                     adopted=adopted,
                     report_disk_space=report_disk_space,
+                    exporter=exporter,
                 ),
             },
         },

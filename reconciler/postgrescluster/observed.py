@@ -49,6 +49,18 @@ def instance_set_of(obj: JSON) -> str:
     return str(obj["metadata"]["labels"].get(naming.LABEL_INSTANCE_SET, ""))
 
 
+def outdated(pod: JSON, statefulsets: dict[str, JSON]) -> bool | None:
+    """Whether the pod runs an older template than its StatefulSet's; None when unknown yet."""
+    sts = statefulsets.get((pod["metadata"].get("labels") or {}).get(naming.LABEL_INSTANCE, ""))
+    if sts is None:
+        return None
+    status = sts.get("status") or {}
+    if status.get("observedGeneration") != sts["metadata"].get("generation"):
+        return None  # the StatefulSet controller has not taken in the new template yet
+    revision = (pod["metadata"].get("labels") or {}).get("controller-revision-hash")
+    return bool(revision and status.get("updateRevision") and revision != status["updateRevision"])
+
+
 @dataclass(frozen=True, slots=True)
 class Instances:
     """The cluster's instance pods and StatefulSets, as cached when the reconcile began."""

@@ -44,7 +44,6 @@ def unsupported_fields(spec: JSON) -> list[str]:
     sections = {
         "spec.backups.snapshots": backups.get("snapshots"),
         "spec.instrumentation": spec.get("instrumentation"),
-        "spec.monitoring": spec.get("monitoring"),
         "spec.userInterface": spec.get("userInterface"),
     }
     return [name for name, value in sections.items() if value]

@@ -70,7 +70,7 @@ async def control_plane() -> AsyncIterator[ControlPlane]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Manager]:
     """The CRDs, and the operator running in-process, under its own ServiceAccount and RBAC,
-    with the process node's images."""
+    with the process node's images, serving /metrics on a free loopback port."""
     async with e2e_operator(kube, operator_kubeconfig) as manager:
         yield manager
 
@@ -83,7 +83,10 @@ async def e2e_operator(kube: Client, kubeconfig: Path) -> AsyncIterator[Manager]
     # AutoGrowVolumes: it acts only on sets with a storage limit (test_autogrow.py).
     gates = features.parse("AutoGrowVolumes=true")
     settings = Settings(images=related, workers=2, feature_gates=gates)
-    async with running_operator(kubeconfig, settings, CONTROLLERS) as manager:
+    # Its /metrics too: the monitoring test checks the dashboards against what it serves.
+    async with running_operator(
+        kubeconfig, settings, CONTROLLERS, metrics_address="127.0.0.1:0"
+    ) as manager:
         yield manager
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,40 @@ async def test_manifests_apply_with_a_server_side_dry_run(
         f"--filename={path}",
     )
     assert output.count("serverside-applied (server dry run)") == len(documents), output
+
+
+def _relative(path: Path, start: Path) -> str:
+    """`path` from `start` (kustomize takes relative paths only)."""
+    return os.path.relpath(path, start)
+
+
+async def test_monitoring_component_adds_podmonitors_and_dashboards(tmp_path: Path) -> None:
+    """`manifests/monitoring` joins an installation as a component: PodMonitors that select
+    the exporter's pods and the operator's, and the dashboards as one ConfigMap for Grafana."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [_relative(MANIFESTS / "default", tmp_path)],
+                "components": [_relative(MANIFESTS / "monitoring", tmp_path)],
+            }
+        )
+    )
+    documents = list(yaml.safe_load_all(await _kubectl("kustomize", str(tmp_path))))
+    monitors = {d["metadata"]["name"]: d for d in documents if d["kind"] == "PodMonitor"}
+    exporter = monitors["postgres-exporter"]["spec"]
+    assert exporter["selector"]["matchLabels"] == {
+        "postgres-operator.crunchydata.com/crunchy-postgres-exporter": "true"
+    }
+    assert exporter["podMetricsEndpoints"][0]["port"] == "exporter"
+    (deployment,) = (d for d in documents if d["kind"] == "Deployment")
+    operator = monitors["postgres-operator"]["spec"]
+    pod = deployment["spec"]["template"]
+    assert operator["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert operator["podMetricsEndpoints"][0]["port"] in ports
+    (dashboards,) = (d for d in documents if d["kind"] == "ConfigMap")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert {"postgrescluster.json", "operator.json"} <= set(dashboards["data"])
+    assert json.loads(dashboards["data"]["operator.json"])["panels"]

@@ -198,8 +198,10 @@ async def test_steady_state_sends_no_writes(
 ) -> None:
     """A fresh operator finds the converged cluster and writes nothing, on start (a restart
     or upgrade) and on later reconciles (here: after an unrelated annotation); pgBouncer's
-    objects and certificate included."""
-    await kube.create(CLUSTERS, _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}))
+    objects and certificate included, and the exporter's."""
+    monitoring: JSON = {"pgmonitor": {"exporter": {}}}
+    cluster = _hippo(namespace, proxy={"pgBouncer": {"replicas": 2}}, monitoring=monitoring)
+    await kube.create(CLUSTERS, cluster)
     await _ready(kube, namespace)
 
     async def pooler_settled() -> bool:
@@ -462,9 +464,10 @@ async def test_node_port_on_cluster_ip_is_flagged(kube: Client, namespace: str) 
 
 
 async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: str) -> None:
-    """Monitoring is accepted but not acted on yet: a condition and one Warning say so; the
-    rest of the cluster, its repositories included, is managed."""
-    cluster = _hippo(namespace, monitoring={"pgmonitor": {"exporter": {}}})
+    """Volume snapshots are accepted but not acted on yet: a condition and one Warning say so;
+    the rest of the cluster, its repositories included, is managed."""
+    cluster = _hippo(namespace)
+    cluster["spec"]["backups"]["snapshots"] = {"volumeSnapshotClassName": "csi"}
     s3 = {"name": "repo2", "s3": {"bucket": "b", "endpoint": "s3.example", "region": "r"}}
     pgbackrest = cluster["spec"]["backups"]["pgbackrest"]
     pgbackrest["repos"].append(s3)
@@ -472,7 +475,7 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
     condition = await wait_for(
         lambda: _condition(kube, namespace, "UnsupportedSpec", "NotImplemented")
     )
-    assert condition["message"].startswith("spec.monitoring: accepted")
+    assert condition["message"].startswith("spec.backups.snapshots: accepted")
     event = await wait_for(lambda: _event(kube, namespace, "UnsupportedSpec"))
     assert event["type"] == "Warning"
     config = await kube.get(CONFIG_MAPS, "hippo-config", namespace)
@@ -481,9 +484,9 @@ async def test_spec_sections_not_acted_on_are_reported(kube: Client, namespace: 
         'pgbackrest --stanza=db archive-push "%p"'
     )
 
-    # Without those sections the condition goes away.
+    # Without that section the condition goes away.
     cluster = await kube.get(CLUSTERS, "hippo", namespace)
-    patch = {"spec": {"monitoring": None}}
+    patch = {"spec": {"backups": {"snapshots": None}}}
     await kube.patch(CLUSTERS, "hippo", patch, namespace=namespace)
 
     async def cleared() -> bool:

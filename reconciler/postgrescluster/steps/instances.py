@@ -17,6 +17,7 @@ from reconciler.patroni import config as patroni_config
 from reconciler.pgbackrest import config as pgbackrest_config
 from reconciler.pgbackrest import restore
 from reconciler.pgbackrest.postgres import backups_enabled, standby_repo
+from reconciler.pgmonitor import exporter
 from reconciler.pki import authority, certificates
 from reconciler.postgrescluster import autogrow, data_source, instance_objects, instance_pod
 from reconciler.postgrescluster.context import Context
@@ -268,6 +269,7 @@ async def _apply_instance(
             pgbackrest_image=ctx.pgbackrest_image if backups_enabled(spec) else None,
             adopted=adopted,
             report_disk_space=report_disk_space,
+            exporter=_exporter(ctx),
         )
 
     # The disk space report came with a change of the pod template. A StatefulSet that an
@@ -278,6 +280,18 @@ async def _apply_instance(
     live = ctx.cached(STATEFUL_SETS, instance)
     keep = not ctx.environment.auto_grow_volumes and drift.in_sync(before, live)
     await ctx.apply(STATEFUL_SETS, before if keep else statefulset(report_disk_space=True))
+
+
+def _exporter(ctx: Context) -> instance_pod.Exporter | None:
+    """The exporter's additions to the pod while monitoring is on and has an image (the
+    `monitoring` step reports a missing one)."""
+    image = ctx.exporter_image
+    if image is None:
+        return None
+    annotations = ctx.raw["metadata"].get("annotations") or {}
+    return exporter.instance_additions(
+        ctx.name, ctx.spec, annotations, image, append_queries=ctx.environment.append_custom_queries
+    )
 
 
 def _adopted_claims(ctx: Context, instance: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ from reconciler.patroni.client import PatroniClient, PatroniError
 from reconciler.postgres.connection import client_tls
 from reconciler.postgrescluster import configuration, pooling, standby
 from reconciler.postgrescluster.context import Context
+from reconciler.postgrescluster.observed import outdated
 from reconciler.runtime import conditions
 from reconciler.runtime.client import JSON
 from reconciler.runtime.controller import Result
@@ -185,7 +186,13 @@ async def _restart_pending(ctx: Context, client: PatroniClient) -> None:
         if time.monotonic() > until:
             ctx.memory.restarts_watch_until = None
         return
-    member = next_restart(members)
+    # A pod about to be replaced by the rollout starts with the new parameters anyway: no
+    # restart before that (a template and a parameter that changed together, e.g. monitoring).
+    statefulsets = ctx.instances.statefulsets_by_name()
+    rolling = {p["metadata"]["name"] for p in ctx.instances.pods if outdated(p, statefulsets)}
+    member = next_restart(
+        [{**m, "pending_restart": False} if m.get("name") in rolling else m for m in members]
+    )
     if member is None:
         return  # a member is (re)starting: its pod's events bring us back
     # Patroni clears the flag in its next loop: until then, the member it restarted shows it.

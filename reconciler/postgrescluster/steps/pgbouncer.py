@@ -23,6 +23,7 @@ from reconciler.pgbouncer import config, objects
 from reconciler.pgbouncer import postgres as pgbouncer_sql
 from reconciler.pki import authority, certificates
 from reconciler.postgres import connection, password
+from reconciler.postgres.sql import DATABASES_QUERY
 from reconciler.postgrescluster import pooling
 from reconciler.postgrescluster.context import Context
 from reconciler.runtime.client import JSON
@@ -204,7 +205,7 @@ async def _in_postgres(ctx: Context, statements: list[str], *, enable: bool) -> 
     port = int(ctx.spec["port"])
     try:
         async with connection.superuser(host, port, ctx.root_ca) as db:
-            databases = [row["datname"] for row in await db.fetch(pgbouncer_sql.DATABASES_QUERY)]
+            databases = [row["datname"] for row in await db.fetch(DATABASES_QUERY)]
         for database in databases:
             async with connection.superuser(host, port, ctx.root_ca, database) as db:
                 # One transaction: no session sees the schema before its privileges are set.

@@ -21,7 +21,7 @@ from reconciler.patroni.client import PatroniClient, PatroniError
 from reconciler.postgres.connection import client_tls
 from reconciler.postgrescluster import pooling
 from reconciler.postgrescluster.context import Context
-from reconciler.postgrescluster.observed import is_primary, pod_ready
+from reconciler.postgrescluster.observed import is_primary, outdated, pod_ready
 from reconciler.runtime.client import JSON
 from reconciler.runtime.resources import PODS
 
@@ -35,18 +35,6 @@ class Action:
     kind: str  # "delete" or "switchover"
     pod: str
     candidate: str | None = None
-
-
-def outdated(pod: JSON, statefulsets: dict[str, JSON]) -> bool | None:
-    """Whether the pod runs an older template than its StatefulSet's; None when unknown yet."""
-    sts = statefulsets.get((pod["metadata"].get("labels") or {}).get(naming.LABEL_INSTANCE, ""))
-    if sts is None:
-        return None
-    status = sts.get("status") or {}
-    if status.get("observedGeneration") != sts["metadata"].get("generation"):
-        return None  # the StatefulSet controller has not taken in the new template yet
-    revision = (pod["metadata"].get("labels") or {}).get("controller-revision-hash")
-    return bool(revision and status.get("updateRevision") and revision != status["updateRevision"])
 
 
 def next_action(pods: Sequence[JSON], statefulsets: dict[str, JSON]) -> Action | None:

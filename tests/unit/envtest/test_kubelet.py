@@ -80,6 +80,17 @@ def test_the_upgrade_image_sees_every_major_at_crunchy_s_path(
     assert "RELATED_IMAGE_PGUPGRADE" in images.related_images()
 
 
+def test_exporter_images_run_debian_s_postgres_exporter() -> None:
+    """PGO's exporter image runs `postgres_exporter`: Debian's binary under that name."""
+    profile = images.profile(
+        "registry.developers.crunchydata.com/crunchydata/crunchy-postgres-exporter:ubi9-0.17.1-2520"
+    )
+    assert profile.links["/usr/local/bin/postgres_exporter"] == (
+        "/usr/bin/prometheus-postgres-exporter"
+    )
+    assert profile.user == "prometheus"
+
+
 def test_image_names_and_tags() -> None:
     assert images.split("localhost:5000/a/postgres") == ("postgres", "")
     assert images.split("a/b:t@sha256:00") == ("b", "t")
@@ -90,7 +101,10 @@ def test_image_names_and_tags() -> None:
 
 def test_unknown_images_and_majors_say_what_the_node_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images, "installed_majors", lambda: [15])
-    known = "crunchy-pgbouncer, crunchy-postgres, crunchy-upgrade, pgbackrest"
+    known = (
+        "crunchy-pgbouncer, crunchy-postgres, crunchy-postgres-exporter, crunchy-upgrade, "
+        "pgbackrest"
+    )
     with pytest.raises(images.UnknownImageError, match=known):
         images.profile("busybox:1.36")
     with pytest.raises(images.UnknownImageError, match="is PostgreSQL 99; this node has"):

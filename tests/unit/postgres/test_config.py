@@ -35,3 +35,18 @@ def test_pgaudit_stays_preloaded_next_to_user_libraries() -> None:
 def test_wal_lives_on_its_own_volume_when_there_is_one() -> None:
     assert wal_directory(15, separate_volume=False) == "/pgdata/pg15_wal"
     assert wal_directory(15, separate_volume=True) == "/pgwal/pg15_wal"
+
+
+def test_subsystem_libraries_are_preloaded_after_pgaudit_once() -> None:
+    """pgMonitor's pg_stat_statements joins pgaudit; the user's own libraries follow."""
+    settings = PostgresSettings(preload_libraries=("pg_stat_statements",))
+    assert postgres_parameters(settings, {})["shared_preload_libraries"] == (
+        "pgaudit,pg_stat_statements"
+    )
+    mine = PostgresSettings(
+        parameters={"shared_preload_libraries": "auto_explain,pg_stat_statements"},
+        preload_libraries=("pg_stat_statements",),
+    )
+    assert postgres_parameters(mine, {})["shared_preload_libraries"] == (
+        "pgaudit,pg_stat_statements,auto_explain"
+    )

@@ -24,3 +24,10 @@ def test_dynamic_configuration_is_what_bootstrap_renders() -> None:
     assert (dcs["ttl"], dcs["loop_wait"]) == (30, 10)
     assert dcs["postgresql"]["parameters"]["work_mem"] == "8MB"
     assert "host all all 10.0.0.0/8 reject" in dcs["postgresql"]["pg_hba"]
+
+
+def test_monitoring_adds_its_hba_lines_and_pg_stat_statements() -> None:
+    settings = postgres_settings({**SPEC, "monitoring": {"pgmonitor": {"exporter": {}}}})
+    assert 'host all "ccp_monitoring" all "reject"' in settings.contributed_hba
+    assert settings.preload_libraries == ("pg_stat_statements",)
+    assert postgres_settings(SPEC).preload_libraries == ()

@@ -161,3 +161,26 @@ def test_without_the_disk_space_report_the_sidecar_is_as_before() -> None:
     with_report = scripts.replication_cert_copy(report_disk_space=True)
     assert with_report.startswith(scripts.REPLICATION_CERT_COPY.split("last=")[0])
     assert with_report.endswith(scripts.REPLICATION_CERT_COPY.split("  current=")[1])
+
+
+def test_the_exporter_joins_the_pod_with_pgmonitor_s_discovery_label() -> None:
+    container = {"name": "exporter", "image": "example/exporter:1"}
+    volume = {"name": "monitoring-secret", "secret": {"secretName": "hippo-monitoring"}}
+    sts = instance_pod.statefulset(
+        OWNER,
+        SPEC,
+        SET,
+        "hippo-instance1-abcd",
+        image="example/postgres:16",
+        replicas=1,
+        sidecars=False,
+        exporter=(container, [volume]),
+    )
+    template = sts["spec"]["template"]
+    assert template["metadata"]["labels"][PREFIX + "crunchy-postgres-exporter"] == "true"
+    assert template["spec"]["containers"][-1] == container
+    assert volume in template["spec"]["volumes"]
+    assert (
+        PREFIX + "crunchy-postgres-exporter"
+        not in _statefulset()["spec"]["template"]["metadata"]["labels"]
+    )

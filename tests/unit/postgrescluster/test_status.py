@@ -41,9 +41,9 @@ def test_unsupported_fields_name_each_section_present() -> None:
         "standby": {"enabled": False},
         "monitoring": {"pgmonitor": {"exporter": {}}},
     }
-    # Cloud repositories are run (S3 end to end; GCS and Azure by their configuration), and
-    # pgBouncer, the only proxy.
-    assert status.unsupported_fields(spec) == ["spec.monitoring"]
+    # Cloud repositories are run (S3 end to end; GCS and Azure by their configuration),
+    # pgBouncer, the only proxy, and pgMonitor's exporter.
+    assert status.unsupported_fields(spec) == []
     # Standby clusters are acted on.
     assert status.unsupported_fields({"standby": {"enabled": True, "repoName": "repo1"}}) == []
 
