@@ -303,6 +303,12 @@ class NodeAgent:
             await self.kubelet_api.stop()
         if self.kubelet is not None:
             await self.kubelet.stop()
+        # The volumes' filesystems (tmpfs in the e2e tier) go with the node: mounted, the run
+        # directory could not be removed.
+        if self.volumes_dir.exists():
+            for directory in self.volumes_dir.iterdir():
+                with contextlib.suppress(disks.DiskError):
+                    disks.unstage(directory)
 
     async def _report_status(self) -> None:
         port = self.kubelet_api.port if self.kubelet_api is not None else 0

@@ -248,6 +248,13 @@ async def _writes_during(
 ) -> tuple[Writer, Writer]:
     """The same write loop through pgBouncer and straight to `<c>-primary` while `change`
     runs; both stopped after 20 more writes each once it is done."""
+    # Each phase's writers count from 1 again: rows of an earlier phase would turn their first
+    # writes into duplicate keys, hundreds of them to wade through before the change starts.
+    setup = await wait_for(
+        lambda: connect_through_pgbouncer(kube, namespace, statement_cache_size=0), timeout=60
+    )
+    await setup.execute("truncate pooled_writes, direct_writes")
+    await setup.close()
     direct, direct_tls = await user_credentials(kube, namespace)
     pooled, pooled_tls = await pgbouncer_client(kube, namespace)
     # The same patience for both: a write is failed after 10 s.
