@@ -136,8 +136,10 @@ class ClusterReader:
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
         """One cached object (the root certificate comes from its own informer)."""
-        if resource in (CLUSTERS, NODES):
+        if resource == CLUSTERS:
             return self.cache.get(resource, name, namespace)
+        if resource == NODES:
+            return self.cache.get(resource, name)  # cluster-scoped, every one cached
         if resource == SECRETS and name == naming.ROOT_CA_SECRET:
             return self.cache.get(resource, name, namespace, field_selector=ROOT_SELECTOR)
         return self.cache.get(resource, name, namespace, label_selector=CLUSTER_SELECTOR)
