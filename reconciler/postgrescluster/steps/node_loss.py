@@ -140,13 +140,7 @@ async def _recover(
 ) -> tuple[str, str] | float:
     """One step of an instance's recovery: the condition's (reason, message), or the seconds
     to wait before the next step."""
-    instance, pod, claim, volume, lost = (
-        found.name,
-        found.pod,
-        found.claim,
-        found.volume,
-        found.node,
-    )
+    instance, lost, claim, volume = found.name, found.node, found.claim, found.volume
     annotations = ctx.raw["metadata"].get("annotations") or {}
     if annotations.get(naming.ANNOTATION_NODE_LOSS_RECOVERY) != node_loss.ENABLED:
         return naming.REASON_NODE_LOSS_RECOVERY_DISABLED, node_loss.disabled_message(instance, lost)
@@ -176,8 +170,9 @@ async def _recover(
         await _delete(ctx, PERSISTENT_VOLUMES, name, None, None)
     for each in claims:
         await _delete(ctx, PERSISTENT_VOLUME_CLAIMS, each["metadata"]["name"], ctx.namespace, each)
-    if pod is not None:
-        await _delete(ctx, PODS, pod["metadata"]["name"], ctx.namespace, pod, grace=0)
+    if found.pod is not None:
+        name = found.pod["metadata"]["name"]
+        await _delete(ctx, PODS, name, ctx.namespace, found.pod, grace=0)
     message = (
         f"Deleted instance {instance}'s pod, claims "
         f"{', '.join(c['metadata']['name'] for c in claims)} and volumes "
