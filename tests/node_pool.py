@@ -31,14 +31,14 @@ async def node_pool(control_plane: ControlPlane) -> AsyncIterator[tuple[str, ...
         await control_plane.remove_nodes(list(NODE_NAMES))
 
 
-def on_node_pool(cluster: JSON, *, recovery: bool) -> JSON:
-    """`cluster` with two instances on the pool's nodes and node-local data volumes; with
-    `recovery`, the annotation asking for node-loss recovery."""
+def on_node_pool(cluster: JSON, *, recovery: bool, replicas: int = 2) -> JSON:
+    """`cluster` with `replicas` instances on the pool's nodes and node-local data volumes;
+    with `recovery`, the annotation asking for node-loss recovery."""
     if recovery:
         annotations = cluster["metadata"].setdefault("annotations", {})
         annotations[naming.ANNOTATION_NODE_LOSS_RECOVERY] = "enabled"
     instances = cluster["spec"]["instances"][0]
-    instances["replicas"] = 2
+    instances["replicas"] = replicas
     instances["dataVolumeClaimSpec"]["storageClassName"] = NODE_LOCAL_STORAGE_CLASS
     term = {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": [POOL]}]}
     required = {"nodeSelectorTerms": [term]}

@@ -122,3 +122,33 @@ async def test_a_lost_node_s_instance_is_rebuilt_only_once_the_cluster_asks(
     assert volume_name not in {v["metadata"]["name"] for v in volumes}
     assert not [v for v in volumes if (v.get("status") or {}).get("phase") == "Released"]
     await ready_cluster(kube, namespace, timeout=60)
+
+
+@pytest.mark.usefixtures("crds", "operator")
+async def test_the_last_instance_is_never_rebuilt(
+    kube: Client, namespace: str, control_plane: ControlPlane, nodes: tuple[str, ...]
+) -> None:
+    """Its lost volume may hold the only copy of the data: a condition, nothing deleted."""
+    cluster = on_node_pool(hippo(), recovery=True, replicas=1)
+    cluster["metadata"]["namespace"] = namespace
+    await kube.create(CLUSTERS, cluster)
+    await ready_cluster(kube, namespace, timeout=120)
+    (lost,) = (await kube.list(PODS, namespace, label_selector=naming.LABEL_INSTANCE)).items
+    claim_name = naming.instance_data_volume(lost["metadata"]["labels"][naming.LABEL_INSTANCE])
+    claim = await kube.get(PERSISTENT_VOLUME_CLAIMS, claim_name, namespace)
+
+    await control_plane.lose_node(lost["spec"]["nodeName"])
+    await kube.delete(NODES, lost["spec"]["nodeName"])
+
+    async def unsafe() -> JSON | None:
+        condition = await _condition(kube, namespace)
+        reason = naming.REASON_NODE_LOSS_RECOVERY_UNSAFE
+        return condition if condition and condition["reason"] == reason else None
+
+    condition = await wait_for(unsafe, timeout=60, interval=0.5)
+    assert "only copy" in condition["message"]
+    same = await kube.get(PERSISTENT_VOLUME_CLAIMS, claim_name, namespace)
+    assert same["metadata"]["uid"] == claim["metadata"]["uid"]
+    assert same["metadata"].get("deletionTimestamp") is None
+    await kube.get(PERSISTENT_VOLUMES, claim["spec"]["volumeName"])  # still there
+    assert naming.REASON_INSTANCE_VOLUME_RELEASED not in await _reasons(kube, namespace)
