@@ -1,4 +1,5 @@
-"""What every object the controller applies has in common: its owner and its metadata.
+"""What every object the controller applies has in common: its owner, its metadata, and for
+Jobs the envelope around their pod.
 
 Builders return complete objects ("intents") for server-side apply; they are pure, so the same
 spec always renders the same bytes and a restart of the operator changes nothing.
@@ -92,3 +93,23 @@ def metadata(
     if merged_annotations:
         result["annotations"] = merged_annotations
     return result
+
+
+def batch_job(
+    meta: JSON,
+    pod: JSON,
+    *,
+    pod_annotations: Mapping[str, str],
+    backoff_limit: int | None = None,
+    ttl_seconds_after_finished: int | None = None,
+) -> JSON:
+    """A batch/v1 Job with `meta` that runs `pod`: the pod carries the Job's labels (they are
+    how the operator and `kubectl logs -l` find a Job's pods) and `pod_annotations`."""
+    spec: JSON = {} if backoff_limit is None else {"backoffLimit": backoff_limit}
+    spec["template"] = {
+        "metadata": {"labels": meta["labels"], "annotations": dict(pod_annotations)},
+        "spec": pod,
+    }
+    if ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}

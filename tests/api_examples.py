@@ -22,3 +22,12 @@ def load(path: Path) -> dict[str, Any]:
 def hippo() -> dict[str, Any]:
     """A fresh copy of the quick-start cluster, for tests to change."""
     return load(EXAMPLES_DIR / "hippo.yaml")
+
+
+def hippo_upgrade(namespace: str, **spec: Any) -> dict[str, Any]:
+    """The example PGUpgrade in `namespace`, from PostgreSQL 15 (the process node's) to 17,
+    with `spec` fields overriding."""
+    upgrade = load(EXAMPLES_DIR / "pgupgrade.yaml")
+    upgrade["metadata"]["namespace"] = namespace
+    upgrade["spec"].update({"fromPostgresVersion": 15, "toPostgresVersion": 17, **spec})
+    return upgrade

@@ -1153,8 +1153,12 @@ class Kubelet:
             self._names_dirty.clear()
             try:
                 await self._update_names()
-            except (OSError, network.NetworkError) as error:
-                log.warning("updating names and routes failed", error=str(error))
+            # Whatever failed, the loop goes on: routes that stop following their Endpoints
+            # would look like a cluster that never fails over.
+            except Exception:
+                log.exception("updating names and routes failed; retrying")
+                self._names_dirty.set()
+                await asyncio.sleep(1)  # pacing of the retries, not synchronisation
             await asyncio.sleep(0.05)  # coalesce bursts of events
 
     async def _update_names(self) -> None:

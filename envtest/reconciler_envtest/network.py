@@ -86,11 +86,15 @@ class PodNetwork:
 
 
 async def set_service_addresses(current: set[str], wanted: Sequence[str]) -> set[str]:
-    """Hold exactly `wanted` ClusterIPs on the services link; returns the new set."""
+    """Hold exactly `wanted` ClusterIPs on the services link; returns the new set.
+
+    Both directions are idempotent (`replace`; a missing address is not an error): after an
+    update that failed half-way, the next one must not fail again on what the first did."""
     for address in set(wanted) - current:
-        await run("ip", "addr", "add", f"{address}/32", "dev", SERVICES_LINK)
+        await run("ip", "addr", "replace", f"{address}/32", "dev", SERVICES_LINK)
     for address in current - set(wanted):
-        await run("ip", "addr", "del", f"{address}/32", "dev", SERVICES_LINK)
+        with contextlib.suppress(NetworkError):
+            await run("ip", "addr", "del", f"{address}/32", "dev", SERVICES_LINK)
     return set(wanted)
 
 

@@ -26,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 JSON = dict[str, Any]
 DOMAIN = "cluster.local"
+# How long the proxy tries to reach an endpoint before it drops the client's connection.
+CONNECT_TIMEOUT = 5.0
 
 
 def _forms(name: str, namespace: str, *, local: bool) -> list[str]:
@@ -152,8 +154,12 @@ class ServiceProxy:
                 return
             host, port = targets[next(self._turn) % len(targets)]
             try:
-                upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
-            except OSError:
+                # A cut-off pod's address drops SYNs: unbounded, each attempt would hold a
+                # handler for the kernel's whole SYN retry time (about two minutes).
+                upstream_reader, upstream_writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port), timeout=CONNECT_TIMEOUT
+                )
+            except (OSError, TimeoutError):
                 writer.close()
                 return
             await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))

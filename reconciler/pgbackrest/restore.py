@@ -27,7 +27,7 @@ from reconciler.containers import (
     nss_wrapper_init,
     postgres_pod_security_context,
 )
-from reconciler.intent import Owner, metadata
+from reconciler.intent import Owner, batch_job, metadata
 from reconciler.pgbackrest import config
 from reconciler.postgres import config as postgres
 from reconciler.runtime import conditions
@@ -333,23 +333,8 @@ def restore_job(
     }
     if spec.get("imagePullSecrets"):
         pod["imagePullSecrets"] = spec["imagePullSecrets"]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": meta,
-        "spec": {
-            "backoffLimit": BACKOFF_LIMIT,
-            "template": {
-                "metadata": {
-                    "labels": meta["labels"],
-                    "annotations": {
-                        naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST_RESTORE
-                    },
-                },
-                "spec": pod,
-            },
-        },
-    }
+    default_container = {naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST_RESTORE}
+    return batch_job(meta, pod, pod_annotations=default_container, backoff_limit=BACKOFF_LIMIT)
 
 
 def cloud_conf(data_source: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler import naming
 from reconciler.api.v1beta1.shared import API_VERSION
+from reconciler.intent import batch_job
 from reconciler.runtime.client import JSON
 
 ROLE_UPGRADE = "pgupgrade"
@@ -214,33 +215,23 @@ def _job(
         pod.pop(key, None)
         if field:
             pod[key] = field
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": all_labels,
-            "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "PGUpgrade",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"labels": all_labels, "annotations": annotations},
-                "spec": pod,
-            },
-        },
+    job_meta = {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": all_labels,
+        "annotations": annotations,
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "PGUpgrade",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
     }
+    return batch_job(job_meta, pod, pod_annotations=annotations, backoff_limit=0)
 
 
 def upgrade_job(upgrade: JSON, startup: JSON, *, cpu_concurrency: bool) -> JSON:

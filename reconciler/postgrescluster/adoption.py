@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from reconciler import naming
 from reconciler.containers import RESTRICTED_SECURITY_CONTEXT, mount, postgres_pod_security_context
-from reconciler.intent import Owner, metadata, owner_reference
+from reconciler.intent import Owner, batch_job, metadata, owner_reference
 from reconciler.postgres import config as postgres
 from reconciler.postgrescluster.data_source import restore_source
 from reconciler.runtime import jobs
@@ -259,21 +259,8 @@ def _job(owner: Owner, spec: JSON, move: _Move) -> JSON:
         pod["priorityClassName"] = settings["priorityClassName"]
     if spec.get("imagePullSecrets"):
         pod["imagePullSecrets"] = spec["imagePullSecrets"]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": meta,
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {
-                    "labels": meta["labels"],
-                    "annotations": {naming.ANNOTATION_DEFAULT_CONTAINER: container},
-                },
-                "spec": pod,
-            },
-        },
-    }
+    default_container = {naming.ANNOTATION_DEFAULT_CONTAINER: container}
+    return batch_job(meta, pod, pod_annotations=default_container, backoff_limit=0)
 
 
 def repo_claim_in_place(spec: Mapping[str, Any], claim: JSON | None, job: JSON | None) -> bool:

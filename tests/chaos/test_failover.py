@@ -19,8 +19,9 @@ import pytest
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler import naming
 from reconciler.runtime.client import Client
-from reconciler.runtime.resources import PODS
+from reconciler.runtime.resources import ENDPOINTS, PODS
 from tests.chaos.conftest import FULL
 from tests.chaos.faults import (
     DEFAULTS,
@@ -104,7 +105,26 @@ async def test_primary_partitioned_no_split_brain(
     async def written() -> float | None:
         return writer.first_acknowledged_by_other(old_ip, cut_at)
 
-    first_write = await wait_for(written, timeout=180, interval=0.1)
+    try:
+        first_write = await wait_for(written, timeout=180, interval=0.1)
+    except AssertionError as error:
+        # What the routing saw: Patroni's leader Endpoints, which the primary Service follows.
+        leader = await kube.get(ENDPOINTS, "hippo-ha", namespace)
+        listed = await kube.list(PODS, namespace, label_selector=naming.LABEL_INSTANCE)
+        restarts = {
+            p["metadata"]["name"]: (
+                p["metadata"]["labels"].get(naming.LABEL_ROLE),
+                [s.get("restartCount") for s in p["status"].get("containerStatuses") or []],
+            )
+            for p in listed.items
+        }
+        raise AssertionError(
+            f"{error}; new primary {promoted['metadata']['name']} "
+            f"({promoted['status'].get('podIP')}); servers that acknowledged: "
+            f"{sorted(set(writer.servers))}; hippo-ha: {leader.get('subsets')} "
+            f"{leader['metadata'].get('annotations')}; pods (role, restarts): {restarts}; "
+            f"last errors: {writer.errors[-5:]}"
+        ) from None
     inside = await local
     await stop(writer)
 

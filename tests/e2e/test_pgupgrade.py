@@ -22,24 +22,12 @@ from reconciler.api.crd import PG_UPGRADES
 from reconciler.pgupgrade import jobs
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import ENDPOINTS, EVENTS, JOBS, PODS
+from tests.api_examples import hippo_upgrade
 from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
 from tests.operator import ready_cluster
 
 UPGRADES = PG_UPGRADES.resource
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def _upgrade(namespace: str) -> JSON:
-    return {
-        "apiVersion": "postgres-operator.crunchydata.com/v1beta1",
-        "kind": "PGUpgrade",
-        "metadata": {"name": "hippo-upgrade", "namespace": namespace},
-        "spec": {
-            "postgresClusterName": "hippo",
-            "fromPostgresVersion": 15,
-            "toPostgresVersion": 17,
-        },
-    }
 
 
 async def _condition(
@@ -75,7 +63,7 @@ async def test_upgrade_of_a_cluster_with_data(kube: Client, namespace: str) -> N
     await psql(kube, primary, namespace, "create table kept as select generate_series(1, 1000) n")
 
     # Running, and not annotated: PGO's reasons, in PGO's order.
-    await kube.create(UPGRADES, _upgrade(namespace))
+    await kube.create(UPGRADES, hippo_upgrade(namespace))
     running = await _condition(kube, namespace, "Progressing", "PGClusterNotShutdown")
     assert running["status"] == "False"
     await _patch_cluster(kube, namespace, {"spec": {"shutdown": True}})

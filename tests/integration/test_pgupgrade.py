@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -19,7 +18,7 @@ from reconciler.postgrescluster import controller as postgrescluster
 from reconciler.runtime.client import JSON, Client
 from reconciler.runtime.manager import Manager
 from reconciler.runtime.resources import EVENTS, JOBS
-from tests.api_examples import hippo
+from tests.api_examples import hippo, hippo_upgrade
 from tests.operator import EXAMPLE_IMAGES, running_operator
 
 CLUSTERS = POSTGRES_CLUSTERS.resource
@@ -36,20 +35,6 @@ async def operator(operator_kubeconfig: Path, crds: None) -> AsyncIterator[Manag
     setups = (postgrescluster.setup, pgupgrade.setup)
     async with running_operator(operator_kubeconfig, settings, setups) as manager:
         yield manager
-
-
-def _upgrade(namespace: str, **spec: Any) -> JSON:
-    return {
-        "apiVersion": "postgres-operator.crunchydata.com/v1beta1",
-        "kind": "PGUpgrade",
-        "metadata": {"name": "hippo-upgrade", "namespace": namespace},
-        "spec": {
-            "postgresClusterName": "hippo",
-            "fromPostgresVersion": 15,
-            "toPostgresVersion": 17,
-            **spec,
-        },
-    }
 
 
 async def _progressing(
@@ -75,7 +60,7 @@ async def _cluster(kube: Client, namespace: str, version: int = 15) -> None:
 async def test_reasons_until_the_upgrade_job_runs(kube: Client, namespace: str) -> None:
     """Not found, not shut down, no annotation: each is PGO's reason and a Warning Event; with
     all three settled the pg_upgrade Job of the startup instance is created."""
-    await kube.create(UPGRADES, _upgrade(namespace))
+    await kube.create(UPGRADES, hippo_upgrade(namespace))
     condition = await _progressing(kube, namespace, "PGClusterNotFound")
     assert condition["status"] == "False"
 
@@ -120,6 +105,8 @@ async def test_reasons_until_the_upgrade_job_runs(kube: Client, namespace: str) 
 
 async def test_an_upgrade_to_the_running_version_is_resolved(kube: Client, namespace: str) -> None:
     await _cluster(kube, namespace)
-    await kube.create(UPGRADES, _upgrade(namespace, fromPostgresVersion=14, toPostgresVersion=15))
+    await kube.create(
+        UPGRADES, hippo_upgrade(namespace, fromPostgresVersion=14, toPostgresVersion=15)
+    )
     condition = await _progressing(kube, namespace, "PGUpgradeResolved")
     assert condition["message"] == "PostgresCluster hippo is already running version 15"

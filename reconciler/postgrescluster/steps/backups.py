@@ -14,7 +14,7 @@ import re
 import secrets
 
 from reconciler import naming
-from reconciler.intent import Owner, metadata
+from reconciler.intent import Owner, batch_job, metadata
 from reconciler.pgbackrest import config, pods, restore
 from reconciler.pgbackrest.postgres import backups_enabled
 from reconciler.postgrescluster.context import Context
@@ -38,7 +38,7 @@ def _labels(owner: Owner, repo: str, kind: str) -> dict[str, str]:
     }
 
 
-def _job_spec(
+def _backup_job(
     owner: Owner,
     spec: JSON,
     image: str,
@@ -48,7 +48,7 @@ def _job_spec(
     meta: JSON,
     log_claim: str | None,
 ) -> JSON:
-    """What every backup Job runs: `pgbackrest backup` of `repo`."""
+    """A Job of `meta` that runs `pgbackrest backup` of `repo`: what every backup runs."""
     arguments = [f"--stanza={config.STANZA}", f"--repo={config.repo_number(repo)}", *options]
     repo_spec = next(r for r in spec["backups"]["pgbackrest"]["repos"] if r["name"] == repo)
     pod = pods.backup_job_pod(
@@ -60,16 +60,10 @@ def _job_spec(
         arguments=arguments,
         log_claim=log_claim,
     )
-    job_spec: JSON = {
-        "template": {
-            "metadata": {"labels": meta["labels"], "annotations": meta.get("annotations") or {}},
-            "spec": pod,
-        }
-    }
     ttl = (spec["backups"]["pgbackrest"].get("jobs") or {}).get("ttlSecondsAfterFinished")
-    if ttl is not None:
-        job_spec["ttlSecondsAfterFinished"] = ttl
-    return job_spec
+    return batch_job(
+        meta, pod, pod_annotations=meta.get("annotations") or {}, ttl_seconds_after_finished=ttl
+    )
 
 
 def backup_job(
@@ -88,10 +82,9 @@ def backup_job(
     annotations = {**annotations, naming.ANNOTATION_DEFAULT_CONTAINER: naming.CONTAINER_PGBACKREST}
     extra = spec["backups"]["pgbackrest"].get("metadata")
     meta = metadata(owner, name, _labels(owner, repo, kind), annotations, extra=extra)
-    job_spec = _job_spec(
+    return _backup_job(
         owner, spec, image, repo=repo, options=options, meta=meta, log_claim=log_claim
     )
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
 
 
 # spec.backups.pgbackrest.repos[].schedules: the field, and pgBackRest's name of the type.
@@ -120,7 +113,7 @@ def cron_job(
     extra = spec["backups"]["pgbackrest"].get("metadata")
     name = naming.backup_cron_job(owner.name, repo, kind)
     meta = metadata(owner, name, labels, annotations, extra=extra)
-    job_spec = _job_spec(
+    template = _backup_job(
         owner, spec, image, repo=repo, options=[f"--type={kind}"], meta=meta, log_claim=log_claim
     )
     return {
@@ -137,7 +130,7 @@ def cron_job(
                     "labels": meta["labels"],
                     "annotations": meta.get("annotations") or {},
                 },
-                "spec": job_spec,
+                "spec": template["spec"],
             },
         },
     }
