@@ -82,7 +82,9 @@ def judge_node(
     waited = (now - since).total_seconds()
     if waited < after:
         return Verdict(wait=after - waited)
-    return Verdict(LostNode(name, f"is NotReady since {since.isoformat()} ({waited:.0f} s)"))
+    # Only stable facts in the text: it goes into a condition and an Event, rewritten when it
+    # changes (a count of seconds would change at every reconcile).
+    return Verdict(LostNode(name, f"is NotReady since {since.isoformat()}"))
 
 
 def healthy_peer(

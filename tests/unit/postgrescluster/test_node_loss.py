@@ -76,7 +76,11 @@ def test_a_not_ready_node_is_waited_for_until_the_threshold() -> None:
     assert waiting.wait == 200
     lost = judge_node("node-b", node("False", 301), NOW, 300)
     assert lost.lost is not None
-    assert "NotReady since" in lost.lost.why
+    assert lost.lost.why == f"is NotReady since {ago(301)}"
+    # The same facts later: the same text (the condition and its Event are not rewritten).
+    later = judge_node("node-b", node("False", 301), NOW + datetime.timedelta(seconds=30), 300)
+    assert later.lost is not None
+    assert later.lost.why == lost.lost.why
 
 
 def test_a_ready_node_is_not_lost() -> None:
