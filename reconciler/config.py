@@ -11,6 +11,8 @@ from reconciler import features
 DEFAULT_NAMESPACE = "postgres-operator"
 DEFAULT_LEASE_NAME = "cpk-leader-election-lease"
 DEFAULT_WORKERS = 2
+# Ours (node-loss recovery): how long a node stays NotReady before its instances count as lost.
+DEFAULT_NODE_LOSS_AFTER = 300.0
 RELATED_IMAGE_PREFIX = "RELATED_IMAGE_"
 
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -38,6 +40,7 @@ class Settings:
     leader_elect: bool = True
     debug: bool = False
     images: Mapping[str, str] = field(default_factory=dict)
+    node_loss_after: float = DEFAULT_NODE_LOSS_AFTER  # PGO_NODE_LOSS_AFTER_SECONDS
 
 
 def from_environment(env: Mapping[str, str]) -> Settings:
@@ -81,6 +84,15 @@ def from_environment(env: Mapping[str, str]) -> Settings:
     if debug_text not in ("", "true", "false"):
         raise ConfigError("CRUNCHY_DEBUG", debug_text, "true or false")
 
+    node_loss_text = env.get("PGO_NODE_LOSS_AFTER_SECONDS", "").strip()
+    node_loss_after = DEFAULT_NODE_LOSS_AFTER
+    if node_loss_text:
+        if not node_loss_text.isdigit() or int(node_loss_text) < 1:
+            raise ConfigError(
+                "PGO_NODE_LOSS_AFTER_SECONDS", node_loss_text, "a whole number of seconds above 0"
+            )
+        node_loss_after = float(node_loss_text)
+
     return Settings(
         target_namespaces=tuple(sorted(namespaces)),
         feature_gates=gates,
@@ -93,6 +105,7 @@ def from_environment(env: Mapping[str, str]) -> Settings:
             for key, value in env.items()
             if key.startswith(RELATED_IMAGE_PREFIX) and value
         },
+        node_loss_after=node_loss_after,
     )
 
 

@@ -1,4 +1,5 @@
-"""PGO's feature gates, with PGO's names and v5.8 defaults, parsed from `PGO_FEATURE_GATES`."""
+"""PGO's feature gates, with PGO's names and v5.8 defaults, parsed from `PGO_FEATURE_GATES`;
+and the gates of this operator's own features, off by default."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ DEFAULTS: Mapping[str, bool] = MappingProxyType(
         "PGUpgradeCPUConcurrency": True,
         "TablespaceVolumes": False,
         "VolumeSnapshots": False,
+        # Ours, not PGO's: node-loss recovery (steps/node_loss.py; README).
+        "InstanceNodeLossRecovery": False,
     }
 )
 

@@ -71,6 +71,9 @@ ANNOTATION_PGBACKREST_RESTORE = PREFIX + "pgbackrest-restore"
 # (no prefix, as PGO writes it), and ours: the pod's volumes that have no room left.
 ANNOTATION_SUGGESTED_PGDATA_SIZE = "suggested-pgdata-pvc-size"
 ANNOTATION_FULL_VOLUMES = PREFIX + "full-volumes"
+# Ours: a cluster's consent to node-loss recovery (value `enabled`; the gate
+# InstanceNodeLossRecovery must be on too).
+ANNOTATION_NODE_LOSS_RECOVERY = PREFIX + "node-loss-recovery"
 
 # Label values of backup Jobs (`pgbackrest-backup`)
 BACKUP_REPLICA_CREATE = "replica-create"
@@ -103,6 +106,8 @@ CONDITION_STANDBY = "StandbyReplaying"
 CONDITION_VOLUME_FULL = "PersistentVolumeFull"
 # Beyond PGO: an instance's server stops at start (steps/postgres_startup.py).
 CONDITION_POSTGRES_STARTUP_FAILED = "PostgresStartupFailed"
+# Beyond PGO: an instance's volume is bound to a lost node (steps/node_loss.py).
+CONDITION_INSTANCE_NODE_LOST = "InstanceNodeLost"
 
 # Reasons of conditions and Events
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -127,6 +132,13 @@ REASON_VOLUME_REQUEST_OVER_LIMIT = "VolumeRequestOverLimit"
 REASON_VOLUME_FULL = "VolumeFull"
 REASON_VOLUME_SPACE_AVAILABLE = "VolumeSpaceAvailable"
 REASON_MISCONFIGURED_CLUSTER_IP = "MisconfiguredClusterIP"
+# Node-loss recovery (ours, steps/node_loss.py): Events of each step, reasons of its condition.
+REASON_INSTANCE_NODE_LOST = "InstanceNodeLost"
+REASON_INSTANCE_VOLUME_RELEASED = "InstanceVolumeReleased"
+REASON_INSTANCE_RECREATED = "InstanceRecreated"
+REASON_NODE_LOSS_RECOVERY_DISABLED = "NodeLossRecoveryDisabled"
+REASON_NODE_LOSS_RECOVERY_UNSAFE = "NodeLossRecoveryUnsafe"
+REASON_NODE_LOSS_RECOVERING = "NodeLossRecovering"
 REASON_ROLLING_UPDATE = "RollingUpdate"
 REASON_SWITCHOVER_INVALID = "SwitchoverInvalid"
 REASON_USERS_FAILED = "PostgresUsersFailed"

@@ -8,6 +8,7 @@ kube-scheduler and a node, all on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import ssl
@@ -85,6 +86,7 @@ class ControlPlane:
         self._apiserver: Process | None = None
         self._components: list[Process] = []
         self._node: NodeAgent | None = None
+        self._added: dict[str, NodeAgent] = {}
         self._client: Client | None = None
 
     @property
@@ -179,8 +181,51 @@ class ControlPlane:
             kubelet_api=api,
         )
 
+    # -- more nodes (tests of node loss) ---------------------------------------------------------
+
+    async def add_node(self, name: str, labels: dict[str, str] | None = None) -> None:
+        """Register another node, Ready, whose pods run on the process node's kubelet and
+        whose claims of the `local-node` StorageClass get volumes bound to it (node affinity,
+        as local-path-provisioner's). The default single node is unchanged: only pods that
+        may run on `name` (a nodeSelector on `labels`, or the scheduler's choice) go there."""
+        if self._client is None or self._node is None:
+            raise RuntimeError("the control plane is not running: start it first")
+        agent = NodeAgent(
+            self._client,
+            name=name,
+            volumes_dir=self.run_dir / "nodes" / name / "volumes",
+            host_ip=self._node.host_ip,
+            kubelet=self._node.kubelet,
+            kubelet_api=self._node.kubelet_api,
+            labels=labels,
+            node_local_only=True,
+        )
+        await agent.start()
+        self._added[name] = agent
+
+    async def lose_node(self, name: str) -> None:
+        """The node added as `name` is lost for good: its pods' processes die at once, its
+        volumes' filesystems go, it reports nothing more (no Lease renewal, no pod status),
+        so kube-controller-manager's node lifecycle marks it NotReady after its grace period.
+        The Node object stays, as a cluster's does until someone deletes it."""
+        agent = self._added.pop(name)
+        await agent.stop()
+
+    async def remove_nodes(self, names: list[str]) -> None:
+        """Lose the added nodes `names` (those not lost yet) and delete their Node objects
+        (a test's clean-up)."""
+        for name in names:
+            if name in self._added:
+                await self.lose_node(name)
+            if self._client is not None:
+                with contextlib.suppress(NotFoundError):
+                    await self._client.delete(NODES, name)
+
     async def stop(self) -> None:
         """Stop the node and every process (last started, first stopped)."""
+        for agent in self._added.values():
+            await agent.stop()
+        self._added = {}
         if self._node is not None:
             await self._node.stop()
             self._node = None

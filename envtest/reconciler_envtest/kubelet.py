@@ -1012,6 +1012,18 @@ class Kubelet:
                 containers.kill_cgroup(container.cgroup)
         return killed
 
+    async def lose_pods(self, node_name: str) -> list[str]:
+        """Stop the pods bound to `node_name` at once and report nothing more of them: what a
+        node that is lost for good (power, disk) does to its pods. Their objects stay as they
+        were; their addresses are not given to other pods while those objects may hold them.
+        The names of the pods stopped."""
+        lost = [s for s in self.pods.values() if s.pod["spec"].get("nodeName") == node_name]
+        for state in lost:
+            await self._stop_pod(state, grace=0)
+            with contextlib.suppress(ValueError):
+                self._free.remove(state.address)
+        return [s.pod["metadata"]["name"] for s in lost]
+
     def release(self, pod_name: str, namespace: str) -> None:
         """Let the node restart the pod's containers again."""
         self._find(pod_name, namespace).restarts_allowed.set()

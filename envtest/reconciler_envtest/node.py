@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from reconciler.postgrescluster.node_loss import HOSTNAME_LABEL, volume_node
 from reconciler.runtime import quantity
 from reconciler.runtime.client import JSON, ApiError, Client, ConflictError, NotFoundError
 from reconciler.runtime.informer import Informer
@@ -39,6 +40,12 @@ log = structlog.get_logger(__name__)
 
 STORAGE_CLASS = "local"
 PROVISIONER = "envtest.reconciler.dev/local"
+# Volumes on one node's disk, as local-path-provisioner makes them: the claim waits for its
+# first pod to be scheduled, the volume is made on that pod's node and binds every later pod
+# of the claim to it (`spec.nodeAffinity`). Only the nodes added with `ControlPlane.add_node`
+# (tests of node loss) make them; the default class above stays node-less.
+NODE_LOCAL_STORAGE_CLASS = "local-node"
+SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
 # A Job's pod exits 0 unless the pod carries this annotation with another exit code.
 EXIT_CODE_ANNOTATION = "envtest.reconciler.dev/exit-code"
 LEASE_DURATION_SECONDS = 40
@@ -74,7 +81,7 @@ class PodAddresses:
             self._free.append(address)
 
 
-def node_object(name: str) -> JSON:
+def node_object(name: str, labels: dict[str, str] | None = None) -> JSON:
     """The Node as a kubelet would register it, Ready, with room for many pods."""
     return {
         "apiVersion": "v1",
@@ -82,7 +89,8 @@ def node_object(name: str) -> JSON:
         "metadata": {
             "name": name,
             "labels": {
-                "kubernetes.io/hostname": name,
+                **(labels or {}),
+                HOSTNAME_LABEL: name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "topology.kubernetes.io/zone": "local",
@@ -147,6 +155,19 @@ def storage_class() -> JSON:
         "provisioner": PROVISIONER,
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
+
+
+def node_local_storage_class() -> JSON:
+    """The StorageClass of node-bound volumes (`NODE_LOCAL_STORAGE_CLASS`)."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": NODE_LOCAL_STORAGE_CLASS},
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": True,
     }
 
@@ -219,12 +240,12 @@ def pod_status(pod: JSON, pod_ip: str, host_ip: str) -> JSON:
     }
 
 
-def persistent_volume(claim: JSON, volumes_dir: Path) -> JSON:
-    """A directory-backed volume bound in advance to `claim`."""
+def persistent_volume(claim: JSON, volumes_dir: Path, node: str | None = None) -> JSON:
+    """A directory-backed volume bound in advance to `claim`; on `node`'s disk alone when given."""
     meta = claim["metadata"]
     name = f"pvc-{meta['uid']}"
     spec = claim["spec"]
-    return {
+    volume: JSON = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {
@@ -235,7 +256,7 @@ def persistent_volume(claim: JSON, volumes_dir: Path) -> JSON:
             "capacity": {"storage": spec["resources"]["requests"]["storage"]},
             "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
-            "storageClassName": STORAGE_CLASS,
+            "storageClassName": spec.get("storageClassName") or STORAGE_CLASS,
             "volumeMode": spec.get("volumeMode", "Filesystem"),
             "hostPath": {"path": str(volumes_dir / name), "type": "DirectoryOrCreate"},
             "claimRef": {
@@ -247,6 +268,10 @@ def persistent_volume(claim: JSON, volumes_dir: Path) -> JSON:
             },
         },
     }
+    if node is not None:
+        term = {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}
+        volume["spec"]["nodeAffinity"] = {"required": {"nodeSelectorTerms": [term]}}
+    return volume
 
 
 class NodeAgent:
@@ -262,10 +287,17 @@ class NodeAgent:
         pod_network: str = "127.1.0.0/16",
         kubelet: Kubelet | None = None,
         kubelet_api: KubeletAPI | None = None,
+        labels: dict[str, str] | None = None,
+        node_local_only: bool = False,
     ) -> None:
+        """`node_local_only`: a node added beside the first (`ControlPlane.add_node`): it
+        shares the first node's kubelet (started and stopped by that node), and provisions
+        only the node-bound volumes of the claims scheduled onto it."""
         self.client = client
         self.kubelet = kubelet
         self.kubelet_api = kubelet_api
+        self.labels = labels or {}
+        self.node_local_only = node_local_only
         self.name = name
         self.volumes_dir = volumes_dir
         self.host_ip = host_ip
@@ -275,15 +307,18 @@ class NodeAgent:
     async def start(self) -> None:
         """Register the node and its StorageClass, then start the loops."""
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
-        if self.kubelet is not None:
+        if self.kubelet is not None and not self.node_local_only:
             await self.kubelet.start()  # first: the API listens on the bridge it creates
-        if self.kubelet_api is not None:
+        if self.kubelet_api is not None and not self.node_local_only:
             await self.kubelet_api.start()
         with contextlib.suppress(ConflictError):
-            await self.client.create(NODES, node_object(self.name))
+            await self.client.create(NODES, node_object(self.name, self.labels))
         await self._report_status()
         with contextlib.suppress(ConflictError):
-            await self.client.create(STORAGE_CLASSES, storage_class())
+            await self.client.create(
+                STORAGE_CLASSES,
+                node_local_storage_class() if self.node_local_only else storage_class(),
+            )
         pods = Informer(self.client, PODS, field_selector=f"spec.nodeName={self.name}")
         claims = Informer(self.client, PERSISTENT_VOLUME_CLAIMS)
         volumes = Informer(self.client, PERSISTENT_VOLUMES)
@@ -299,9 +334,11 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self.kubelet_api is not None:
+        if self.kubelet is not None and self.node_local_only:
+            await self.kubelet.lose_pods(self.name)
+        if self.kubelet_api is not None and not self.node_local_only:
             await self.kubelet_api.stop()
-        if self.kubelet is not None:
+        if self.kubelet is not None and not self.node_local_only:
             await self.kubelet.stop()
         # The volumes' filesystems (tmpfs in the e2e tier) go with the node: mounted, the run
         # directory could not be removed.
@@ -362,19 +399,30 @@ class NodeAgent:
             pass  # deleted or replaced meanwhile; the watch brings the next state
 
     async def _on_claim(self, _: JSON | None, claim: JSON | None) -> None:
-        if claim is None:
+        if claim is None or not self._serves(claim):
             return
         phase = (claim.get("status") or {}).get("phase")
         if phase == "Bound":
             await self._expand(claim)
             return
-        if phase != "Pending":
-            return
         spec = claim["spec"]
-        if spec.get("volumeName") or spec.get("storageClassName") != STORAGE_CLASS:
+        if phase != "Pending" or spec.get("volumeName"):
             return
+        if not self.node_local_only and spec.get("storageClassName") != STORAGE_CLASS:
+            return
+        node = self.name if self.node_local_only else None
+        volume = persistent_volume(claim, self.volumes_dir, node)
         with contextlib.suppress(ConflictError):
-            await self.client.create(PERSISTENT_VOLUMES, persistent_volume(claim, self.volumes_dir))
+            await self.client.create(PERSISTENT_VOLUMES, volume)
+
+    def _serves(self, claim: JSON) -> bool:
+        """Whether this node provisions and expands the claim's volume: the first node those
+        of every class but the node-bound one, an added node those scheduled onto it."""
+        node_local = claim["spec"].get("storageClassName") == NODE_LOCAL_STORAGE_CLASS
+        if not self.node_local_only:
+            return not node_local
+        selected = (claim["metadata"].get("annotations") or {}).get(SELECTED_NODE_ANNOTATION)
+        return node_local and selected == self.name
 
     async def _expand(self, claim: JSON) -> None:
         """Act as the CSI resizer: a bound claim asking for more gets it. With a kubelet (the
@@ -410,6 +458,9 @@ class NodeAgent:
             return
         annotations = volume["metadata"].get("annotations") or {}
         if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER:
+            return
+        # Each node deletes the volumes on its own disk: those of a lost node stay Released.
+        if volume_node(volume) != (self.name if self.node_local_only else None):
             return
         phase = (volume.get("status") or {}).get("phase")
         if phase == "Released":

@@ -70,7 +70,7 @@ def dead_leader(leader: Mapping[str, Any] | None, pods: list[JSON]) -> DeadLeade
     if pod is None or pod["metadata"].get("deletionTimestamp"):
         return None  # gone or going: Patroni releases the lock itself on a graceful stop
     run = _stopped_run(pod)
-    renewed = _time(leader["metadata"]["annotations"].get("renewTime"))
+    renewed = timestamp(leader["metadata"]["annotations"].get("renewTime"))
     if run is None or renewed is None:
         return None
     started, finished = run
@@ -114,13 +114,17 @@ def _stopped_run(pod: JSON) -> tuple[datetime.datetime, datetime.datetime] | Non
     terminated = state.get("terminated") or (status.get("lastState") or {}).get("terminated")
     if not terminated:
         return None  # never ran: nothing is known of the lock holder
-    started, finished = _time(terminated.get("startedAt")), _time(terminated.get("finishedAt"))
+    started, finished = (
+        timestamp(terminated.get("startedAt")),
+        timestamp(terminated.get("finishedAt")),
+    )
     if started is None or finished is None:
         return None
     return started, finished
 
 
-def _time(text: object) -> datetime.datetime | None:
+def timestamp(text: object) -> datetime.datetime | None:
+    """An RFC 3339 time with its zone, as the API writes them; None when absent or invalid."""
     if not isinstance(text, str) or not text:
         return None
     try:

@@ -42,6 +42,9 @@ class Environment:
     pgbouncer_sidecars: bool = False  # the PGBouncerSidecars feature gate
     auto_grow_volumes: bool = False  # the AutoGrowVolumes feature gate
     append_custom_queries: bool = False  # the AppendCustomQueries feature gate
+    # Ours: the InstanceNodeLossRecovery gate, and how long a NotReady node counts as alive.
+    node_loss_recovery: bool = False
+    node_loss_after: float = 300.0
 
 
 @dataclass
@@ -79,6 +82,9 @@ class Memory:
     adoption_warnings: dict[str, str] = field(default_factory=dict)
     # When (monotonic) unready instances' logs were last read (steps/postgres_startup.py).
     startup_observed: float = float("-inf")
+    # Instances rebuilt after their node was lost, with that node, until they run again
+    # elsewhere (steps/node_loss.py; only the InstanceRecreated Event is lost on a restart).
+    node_loss_rebuilt: dict[str, str] = field(default_factory=dict)
 
 
 def image_key(spec: JSON) -> str:

@@ -43,6 +43,7 @@ from reconciler.postgrescluster.steps import (
     failover,
     instances,
     monitoring,
+    node_loss,
     patroni,
     pgbackrest,
     pgbouncer,
@@ -76,12 +77,15 @@ RULES = (
     *volumes.RULES,
     *pgbouncer.RULES,
     *postgres_startup.RULES,
+    *node_loss.RULES,
     *rbac.INSTANCE_RULES,
     rbac.OPENSHIFT_RULE,
 )
 STEPS: tuple[Step, ...] = (
     failover.reconcile,
     tls.reconcile,
+    # Before `instances`, which recreates the claims node_loss deletes.
+    node_loss.reconcile,
     services.reconcile,
     rbac.reconcile,
     restore.reconcile,
@@ -361,7 +365,8 @@ def controller(
     reconciler = PostgresClusterReconciler(
         watches.ClusterReader(cache), client, recorder, environment
     )
-    return watches.watch(Controller(name, reconciler, workers=workers), cache)
+    built = watches.watch(Controller(name, reconciler, workers=workers), cache)
+    return watches.watch_nodes(built, cache) if environment.node_loss_recovery else built
 
 
 async def setup(manager: Manager, settings: Settings) -> None:
@@ -373,6 +378,8 @@ async def setup(manager: Manager, settings: Settings) -> None:
         pgbouncer_sidecars=settings.feature_gates.get("PGBouncerSidecars", False),
         auto_grow_volumes=settings.feature_gates.get("AutoGrowVolumes", False),
         append_custom_queries=settings.feature_gates.get("AppendCustomQueries", False),
+        node_loss_recovery=settings.feature_gates.get("InstanceNodeLossRecovery", False),
+        node_loss_after=settings.node_loss_after,
     )
     recorder = EventRecorder(manager.client, NAME)
     await manager.add(

@@ -22,6 +22,7 @@ from reconciler.runtime.resources import (
     DEPLOYMENTS,
     ENDPOINTS,
     JOBS,
+    NODES,
     PERSISTENT_VOLUME_CLAIMS,
     POD_DISRUPTION_BUDGETS,
     PODS,
@@ -137,6 +138,8 @@ class ClusterReader:
         """One cached object (the root certificate comes from its own informer)."""
         if resource == CLUSTERS:
             return self.cache.get(resource, name, namespace)
+        if resource == NODES:
+            return self.cache.get(resource, name)  # cluster-scoped, every one cached
         if resource == SECRETS and name == naming.ROOT_CA_SECRET:
             return self.cache.get(resource, name, namespace, field_selector=ROOT_SELECTOR)
         return self.cache.get(resource, name, namespace, label_selector=CLUSTER_SELECTOR)
@@ -195,3 +198,26 @@ def watch(built: Controller, cache: Cache) -> Controller:
     for resource in (*OWNED, PODS):
         cache.add_index(resource, CLUSTER_INDEX, _by_cluster, label_selector=CLUSTER_SELECTOR)
     return built
+
+
+def _clusters_on(cache: Cache) -> Callable[[JSON], Iterable[Request]]:
+    """A Node maps to the clusters with instance pods on it (a scan of the cached pods, done
+    only with node-loss recovery on: Nodes change about once a minute each)."""
+
+    def mapper(node: JSON) -> Iterable[Request]:
+        name = node["metadata"]["name"]
+        found = {
+            Request(pod["metadata"].get("namespace") or "", cluster)
+            for pod in cache.list(PODS, None, label_selector=CLUSTER_SELECTOR)
+            if (pod.get("spec") or {}).get("nodeName") == name
+            and (cluster := (pod["metadata"].get("labels") or {}).get(naming.LABEL_CLUSTER))
+        }
+        yield from found
+
+    return mapper
+
+
+def watch_nodes(built: Controller, cache: Cache) -> Controller:
+    """With node-loss recovery on (the InstanceNodeLossRecovery gate): Nodes are watched, so
+    that a node going NotReady or deleted brings its clusters' reconciles."""
+    return built.watches(NODES, _clusters_on(cache))

@@ -75,14 +75,21 @@ async def operator(kube: Client, operator_kubeconfig: Path) -> AsyncIterator[Man
         yield manager
 
 
+# How long a NotReady node counts as alive (PGO_NODE_LOSS_AFTER_SECONDS; 300 by default).
+NODE_LOSS_AFTER = 20.0
+
+
 @contextlib.asynccontextmanager
 async def e2e_operator(kube: Client, kubeconfig: Path) -> AsyncIterator[Manager]:
     """The CRDs installed, and the operator running in-process with the node's images."""
     await crd.install(kube, field_manager="reconciler-tests")
     related = {k.removeprefix("RELATED_IMAGE_"): v for k, v in images.related_images().items()}
     # AutoGrowVolumes: it acts only on sets with a storage limit (test_autogrow.py).
-    gates = features.parse("AutoGrowVolumes=true")
-    settings = Settings(images=related, workers=2, feature_gates=gates)
+    # InstanceNodeLossRecovery: only for clusters annotated for it (chaos/test_node_loss.py).
+    gates = features.parse("AutoGrowVolumes=true,InstanceNodeLossRecovery=true")
+    settings = Settings(
+        images=related, workers=2, feature_gates=gates, node_loss_after=NODE_LOSS_AFTER
+    )
     # Its /metrics too: the monitoring test checks the dashboards against what it serves.
     async with running_operator(
         kubeconfig, settings, CONTROLLERS, metrics_address="127.0.0.1:0"

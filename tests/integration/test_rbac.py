@@ -12,7 +12,13 @@ from reconciler_envtest.controlplane import ControlPlane
 
 from reconciler.config import Settings
 from reconciler.runtime.client import ApiError, Client, NotFoundError
-from reconciler.runtime.resources import CONTROLLER_REVISIONS, NAMESPACES, NODES, SECRETS
+from reconciler.runtime.resources import (
+    CONTROLLER_REVISIONS,
+    NAMESPACES,
+    NODES,
+    PERSISTENT_VOLUMES,
+    SECRETS,
+)
 from tests.api_examples import hippo
 from tests.operator import (
     CLUSTERS,
@@ -78,7 +84,10 @@ async def test_the_operator_holds_nothing_it_does_not_use(
 ) -> None:
     """Cluster-wide, the identity still cannot touch what no code of the operator calls."""
     async with await Client.from_kubeconfig(str(operator_kubeconfig), user_agent="pgo") as pgo:
-        assert await _refused(pgo.list(NODES, None)) == 403
+        # Nodes are read (node-loss recovery), never written; volumes are read one by one.
+        assert await _refused(pgo.list(NODES, None)) == 200
+        assert await _refused(pgo.delete(NODES, "anything")) == 403
+        assert await _refused(pgo.list(PERSISTENT_VOLUMES, None)) == 403
         assert await _refused(pgo.list(CONTROLLER_REVISIONS, namespace)) == 403
         assert await _refused(pgo.get(SECRETS, "anything", namespace)) == 403  # lists, no gets
         assert await _refused(pgo.list(SECRETS, namespace)) == 200
