@@ -22,6 +22,17 @@ from reconciler.pki import x509
 SUPERUSER = "postgres"
 CLIENT_CERTIFICATE_LIFETIME = datetime.timedelta(hours=1)
 CONNECT_TIMEOUT = 10.0
+# The operator's statements carry password verifiers (ALTER ROLE ... PASSWORD): the server must
+# never log their text, whatever the cluster's logging settings (log_statement = 'all', slow
+# statements) and when one fails (log_min_error_statement adds the statement to an ERROR's
+# line; a primary still read-only after a promotion fails them). Its errors are still logged.
+# These settings are the superuser's to change, for this session only.
+UNLOGGED_STATEMENTS = {
+    "log_statement": "none",
+    "log_min_error_statement": "panic",
+    "log_min_duration_statement": "-1",
+    "log_min_duration_sample": "-1",
+}
 
 
 @contextlib.contextmanager
@@ -51,7 +62,8 @@ def client_tls(root: x509.Certificate) -> ssl.SSLContext:
 async def superuser(
     host: str, port: int, root: x509.Certificate, database: str = "postgres"
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the superuser to `database` on `host` (the primary Service's name)."""
+    """A connection as the superuser to `database` on `host` (the primary Service's name),
+    whose statements the server never writes to its log."""
     connection = await asyncpg.connect(
         host=host,
         port=port,
@@ -59,6 +71,7 @@ async def superuser(
         database=database,
         ssl=client_tls(root),
         timeout=CONNECT_TIMEOUT,
+        server_settings=UNLOGGED_STATEMENTS,
     )
     try:
         yield connection

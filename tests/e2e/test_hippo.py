@@ -3,6 +3,7 @@ a client connects with the user Secret alone, TLS verify-full."""
 
 from __future__ import annotations
 
+import base64
 import ssl
 import urllib.parse
 
@@ -11,9 +12,12 @@ import pytest
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler import naming
+from reconciler.pki import x509
+from reconciler.postgres.connection import superuser
 from reconciler.runtime import podexec
 from reconciler.runtime.client import Client
-from reconciler.runtime.resources import PODS
+from reconciler.runtime.resources import PODS, SECRETS
 from tests.e2e.cluster import (
     CLUSTERS,
     e2e_hippo,
@@ -67,6 +71,25 @@ async def test_hippo_runs_postgres_and_serves_its_user(
         return done.exit_code == 0 and b'e2e.reconciler.dev/seen="yes"' in done.stdout
 
     await wait_for(propagated, timeout=30, interval=0.5)
+
+    # The operator's statements never reach the server's log, a failed one neither (its error
+    # does): they carry password verifiers.
+    secret = await kube.get(SECRETS, naming.ROOT_CA_SECRET, namespace)
+    root = x509.Certificate.from_pem(
+        *(base64.b64decode(secret["data"][key]) for key in ("root.crt", "root.key"))
+    )
+    marker = "SCRAM-SHA-256$e2e-marker"
+    async with superuser(f"hippo-primary.{namespace}.svc", 5432, root) as db:
+        with pytest.raises(asyncpg.UndefinedObjectError):
+            await db.execute(f"ALTER ROLE e2e_nobody PASSWORD '{marker}'")
+
+    async def logged() -> str | None:
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
+        data = await kube.request_bytes("GET", path, params={"container": "database"})
+        text = data.decode("utf-8", "replace")
+        return text if 'role "e2e_nobody" does not exist' in text else None
+
+    assert marker not in await wait_for(logged, timeout=30, interval=0.5)
 
     # A password is no way in for the superuser over the network.
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
