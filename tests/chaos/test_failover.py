@@ -19,9 +19,8 @@ import pytest
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
-from reconciler import naming
 from reconciler.runtime.client import Client
-from reconciler.runtime.resources import ENDPOINTS, PODS
+from reconciler.runtime.resources import PODS
 from tests.chaos.conftest import FULL
 from tests.chaos.faults import (
     DEFAULTS,
@@ -33,7 +32,7 @@ from tests.chaos.faults import (
     stop,
     write_locally,
 )
-from tests.e2e.cluster import create_replicated, pods_by_role, primary_pod, psql
+from tests.e2e.cluster import create_replicated, ha_report, pods_by_role, primary_pod, psql
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -108,22 +107,10 @@ async def test_primary_partitioned_no_split_brain(
     try:
         first_write = await wait_for(written, timeout=180, interval=0.1)
     except AssertionError as error:
-        # What the routing saw: Patroni's leader Endpoints, which the primary Service follows.
-        leader = await kube.get(ENDPOINTS, "hippo-ha", namespace)
-        listed = await kube.list(PODS, namespace, label_selector=naming.LABEL_INSTANCE)
-        restarts = {
-            p["metadata"]["name"]: (
-                p["metadata"]["labels"].get(naming.LABEL_ROLE),
-                [s.get("restartCount") for s in p["status"].get("containerStatuses") or []],
-            )
-            for p in listed.items
-        }
         raise AssertionError(
-            f"{error}; new primary {promoted['metadata']['name']} "
-            f"({promoted['status'].get('podIP')}); servers that acknowledged: "
-            f"{sorted(set(writer.servers))}; hippo-ha: {leader.get('subsets')} "
-            f"{leader['metadata'].get('annotations')}; pods (role, restarts): {restarts}; "
-            f"last errors: {writer.errors[-5:]}"
+            f"{error}; new primary {promoted['metadata']['name']}; servers that acknowledged: "
+            f"{sorted(set(writer.servers))}; {await ha_report(kube, namespace)}; last errors: "
+            f"{writer.errors[-5:]}"
         ) from None
     inside = await local
     await stop(writer)

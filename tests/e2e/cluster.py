@@ -13,8 +13,8 @@ from reconciler_envtest.pytest_plugin import wait_for
 
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.runtime import podexec
-from reconciler.runtime.client import JSON, Client
-from reconciler.runtime.resources import PODS, SECRETS
+from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.resources import ENDPOINTS, PODS, SECRETS
 from tests.api_examples import hippo
 from tests.operator import ready_cluster
 
@@ -67,7 +67,38 @@ async def primary_pod(kube: Client, namespace: str, *, other_than: str = "") -> 
         masters = [p for p in masters if p["metadata"]["name"] != other_than]
         return masters[0] if len(masters) == 1 else None
 
-    return await wait_for(probe, timeout=120, interval=0.25)
+    try:
+        return await wait_for(probe, timeout=120, interval=0.25)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {await ha_report(kube, namespace)}") from None
+
+
+async def ha_report(kube: Client, namespace: str) -> str:
+    """What a failover test's time-out should show: hippo's leader lock and the address its
+    Services route to, and each instance pod's role, readiness and container restarts."""
+    try:
+        leader = await kube.get(ENDPOINTS, "hippo-ha", namespace)
+    except NotFoundError:
+        leader = {"metadata": {}}
+    addresses = [a["ip"] for s in leader.get("subsets") or [] for a in s.get("addresses") or []]
+    annotations = leader["metadata"].get("annotations") or {}
+    lock = {k: annotations.get(k) for k in ("leader", "renewTime")}
+    pods = []
+    for role, listed in (await pods_by_role(kube, namespace)).items():
+        for pod in listed:
+            status = pod.get("status") or {}
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in status.get("conditions") or []
+            )
+            restarts = {
+                s["name"]: s.get("restartCount") for s in status.get("containerStatuses") or []
+            }
+            pods.append(
+                f"{pod['metadata']['name']} ({status.get('podIP')}) role={role or '-'} "
+                f"ready={ready} restarts={restarts}"
+            )
+    return f"hippo-ha lock {lock} routes to {addresses}; pods: {'; '.join(pods)}"
 
 
 async def psql(
