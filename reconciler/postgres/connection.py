@@ -31,8 +31,10 @@ UNLOGGED_STATEMENTS = {
     "log_statement": "none",
     "log_min_error_statement": "panic",
     "log_min_duration_statement": "-1",
-    "log_min_duration_sample": "-1",
 }
+# Sampled slow statements exist from PostgreSQL 13 on (the CRD admits 11 and 12, which refuse
+# an unknown setting at connection time): set after connecting, where the server has it.
+SAMPLED_SLOW_STATEMENTS_SINCE = 13
 
 
 @contextlib.contextmanager
@@ -74,6 +76,8 @@ async def superuser(
         server_settings=UNLOGGED_STATEMENTS,
     )
     try:
+        if connection.get_server_version().major >= SAMPLED_SLOW_STATEMENTS_SINCE:
+            await connection.execute("SET log_min_duration_sample = -1")
         yield connection
     finally:
         await connection.close()
