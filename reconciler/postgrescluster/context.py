@@ -17,7 +17,7 @@ from reconciler.pgmonitor import exporter as pgmonitor_exporter
 from reconciler.pki import x509
 from reconciler.postgrescluster.observed import Instances, Reader
 from reconciler.runtime import conditions, drift
-from reconciler.runtime.client import JSON, Client, NotFoundError
+from reconciler.runtime.client import JSON, Client, ConflictError, NotFoundError
 from reconciler.runtime.controller import Result
 from reconciler.runtime.resources import Resource
 
@@ -189,8 +189,11 @@ class Context:
             resource, drift.with_intent_hash(intent), field_manager=naming.FIELD_MANAGER
         )
 
-    async def delete(self, resource: Resource, obj: JSON) -> bool:
-        """Delete exactly this object (its UID) and what it owns; False if it was gone."""
+    async def delete(
+        self, resource: Resource, obj: JSON, *, grace_period_seconds: int | None = None
+    ) -> bool:
+        """Delete exactly this object (its UID) and what it owns; False if it was gone (or
+        replaced: another object of that name is not the one meant)."""
         meta = obj["metadata"]
         try:
             # Background: a Job's default is still to orphan its pods.
@@ -200,8 +203,9 @@ class Context:
                 meta.get("namespace"),
                 uid=meta["uid"],
                 propagation="Background",
+                grace_period_seconds=grace_period_seconds,
             )
-        except NotFoundError:
+        except (NotFoundError, ConflictError):
             return False
         return True
 

@@ -25,7 +25,6 @@ with a GET, only for an instance that is not Ready on a Ready node.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 from dataclasses import dataclass
 
@@ -47,7 +46,6 @@ from reconciler.runtime.resources import (
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     PODS,
-    Resource,
 )
 
 log = structlog.get_logger(__name__)
@@ -162,17 +160,17 @@ async def _recover(
         f"{volume['metadata']['name']} (claim {claim['metadata']['name']}) is bound to it. "
         f"Its pod and claims are deleted so that it is rebuilt on another node from {peer}",
     )
-    deleted = [v["metadata"]["name"] for v in volumes if node_loss.deletable(v, lost.name)]
+    released = [v for v in volumes if node_loss.deletable(v, lost.name)]
+    deleted = [v["metadata"]["name"] for v in released]
     kept = [v["metadata"]["name"] for v in volumes if not node_loss.deletable(v, lost.name)]
     # The volumes first: marked for deletion, they go the moment their claims are gone
     # (pv-protection), so that none is ever left Released by a provisioner that is lost too.
-    for name in deleted:
-        await _delete(ctx, PERSISTENT_VOLUMES, name, None, None)
+    for each in released:
+        await ctx.delete(PERSISTENT_VOLUMES, each)
     for each in claims:
-        await _delete(ctx, PERSISTENT_VOLUME_CLAIMS, each["metadata"]["name"], ctx.namespace, each)
+        await ctx.delete(PERSISTENT_VOLUME_CLAIMS, each)
     if found.pod is not None:
-        name = found.pod["metadata"]["name"]
-        await _delete(ctx, PODS, name, ctx.namespace, found.pod, grace=0)
+        await ctx.delete(PODS, found.pod, grace_period_seconds=0)
     message = (
         f"Deleted instance {instance}'s pod, claims "
         f"{', '.join(c['metadata']['name'] for c in claims)} and volumes "
@@ -271,19 +269,3 @@ async def _volume(ctx: Context, claim: JSON) -> JSON | None:
         return await ctx.client.get(PERSISTENT_VOLUMES, name)
     except NotFoundError:
         return None
-
-
-async def _delete(
-    ctx: Context,
-    resource: Resource,
-    name: str,
-    namespace: str | None,
-    seen: JSON | None,
-    *,
-    grace: int | None = None,
-) -> None:
-    """Delete one object, only the one seen (its UID), ignoring one already gone."""
-    uid = seen["metadata"]["uid"] if seen is not None else None
-    # Gone already, or replaced by a newer one that is not ours to delete.
-    with contextlib.suppress(NotFoundError, ConflictError):
-        await ctx.client.delete(resource, name, namespace, uid=uid, grace_period_seconds=grace)
