@@ -428,9 +428,13 @@ class Kubelet:
                         self._run_container(state, container, log_dir, policy)
                     )
             reports = asyncio.create_task(self._report_loop(state))
-            await asyncio.gather(*(c.task for c in state.main if c.task is not None))
-            reports.cancel()
-            await asyncio.gather(reports, return_exceptions=True)
+            try:
+                await asyncio.gather(*(c.task for c in state.main if c.task is not None))
+            finally:
+                # Also when this pod's run is cancelled: a report loop left pending outlives
+                # its node (asyncio's "Task was destroyed but it is pending").
+                reports.cancel()
+                await asyncio.gather(reports, return_exceptions=True)
             if not state.stopping:
                 await self._finish(state)
         except asyncio.CancelledError:

@@ -73,6 +73,22 @@ async def primary_pod(kube: Client, namespace: str, *, other_than: str = "") -> 
         raise AssertionError(f"{error}; {await ha_report(kube, namespace)}") from None
 
 
+async def writable_primary(kube: Client, namespace: str, *, timeout: float = 120) -> JSON:
+    """The pod Patroni labelled master, once its PostgreSQL accepts writes. Patroni labels the
+    lock holder master, and its readiness answers 200, before a restarted PostgreSQL listens:
+    a cluster Ready after its instances restarted may not answer SQL for a few seconds."""
+
+    async def probe() -> JSON | None:
+        pod = await primary_pod(kube, namespace)
+        try:
+            answer = await psql(kube, pod, namespace, "select pg_is_in_recovery()")
+        except RuntimeError:
+            return None
+        return pod if answer == "f" else None
+
+    return await wait_for(probe, timeout=timeout, interval=0.5)
+
+
 async def ha_report(kube: Client, namespace: str) -> str:
     """What a failover test's time-out should show: hippo's leader lock and the address its
     Services route to, and each instance pod's role, readiness and container restarts."""

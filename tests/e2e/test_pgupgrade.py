@@ -23,7 +23,7 @@ from reconciler.pgupgrade import jobs
 from reconciler.runtime.client import JSON, Client, NotFoundError
 from reconciler.runtime.resources import ENDPOINTS, EVENTS, JOBS, PODS
 from tests.api_examples import hippo_upgrade
-from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql
+from tests.e2e.cluster import CLUSTERS, e2e_hippo, primary_pod, psql, writable_primary
 from tests.operator import ready_cluster
 
 UPGRADES = PG_UPGRADES.resource
@@ -97,7 +97,7 @@ async def test_upgrade_of_a_cluster_with_data(kube: Client, namespace: str) -> N
         },
     )
     await ready_cluster(kube, namespace, timeout=240)
-    primary = await primary_pod(kube, namespace)
+    primary = await writable_primary(kube, namespace)
     assert await psql(kube, primary, namespace, "select count(*) from kept") == "1000"
     assert (await psql(kube, primary, namespace, "show server_version")).startswith("15.")
     await kube.delete(UPGRADES, "hippo-upgrade", namespace)

@@ -30,7 +30,14 @@ from reconciler.runtime.resources import (
     PODS,
     SECRETS,
 )
-from tests.e2e.cluster import CLUSTERS, RESTRICTED, primary_pod, psql, timeline
+from tests.e2e.cluster import (
+    CLUSTERS,
+    RESTRICTED,
+    primary_pod,
+    psql,
+    timeline,
+    writable_primary,
+)
 from tests.e2e.test_backups import cluster_where, condition, hippo_with_backups
 from tests.e2e.test_s3_backups import CA_FILE, credentials, hippo_s3
 from tests.operator import ready_cluster
@@ -249,7 +256,7 @@ async def _failed_restore_keeps_the_data(
     assert any("never" in m for m in await warnings(kube, namespace, "RestoreFailed"))
     await ready_cluster(kube, namespace, timeout=300)
     assert await _data_volumes(kube, namespace) == volumes_before
-    primary = await primary_pod(kube, namespace)
+    primary = await writable_primary(kube, namespace)
     assert (await rows(kube, primary, namespace))[:10] == list(range(1, 11))
 
 
@@ -304,7 +311,7 @@ async def _point_in_time(
     )
     await ready_cluster(kube, namespace, timeout=300)
     print(f"restore in place: Ready {time.monotonic() - started:.1f}s after the annotation")
-    primary = await primary_pod(kube, namespace)
+    primary = await writable_primary(kube, namespace)
     assert await rows(kube, primary, namespace) == [1, 2, 3, 4, 5]
     assert await psql(kube, primary, namespace, "select count(*) from gone") == "0"
     assert await timeline(kube, primary, namespace) > timeline_before
@@ -390,7 +397,7 @@ async def test_clone_from_the_cloud_repository_of_a_deleted_cluster(
     print(f"clone from S3 Ready {time.monotonic() - started:.1f}s after it was created")
     initialized = condition(ready, naming.CONDITION_POSTGRES_DATA_INITIALIZED) or {}
     assert initialized.get("status") == "True", initialized
-    primary = await primary_pod(kube, namespace)
+    primary = await writable_primary(kube, namespace)
     assert await rows(kube, primary, namespace) == [1, 2, 3, 4, 5]
 
     def own_stanza(cluster: JSON) -> bool:
@@ -498,7 +505,7 @@ async def test_the_volumes_of_a_pgo_v4_cluster_are_adopted(kube: Client, namespa
     ready = await ready_cluster(kube, namespace, timeout=300)
     initialized = condition(ready, naming.CONDITION_POSTGRES_DATA_INITIALIZED) or {}
     assert initialized.get("reason") == "PGDataVolumeAdopted", initialized
-    primary = await primary_pod(kube, namespace)
+    primary = await writable_primary(kube, namespace)
     assert await psql(kube, primary, namespace, "select answer from legacy") == "42"
     claims = {
         v["persistentVolumeClaim"]["claimName"]
