@@ -80,10 +80,7 @@ async def writable_primary(kube: Client, namespace: str, *, timeout: float = 120
 
     async def probe() -> JSON | None:
         pod = await primary_pod(kube, namespace)
-        try:
-            answer = await psql(kube, pod, namespace, "select pg_is_in_recovery()")
-        except RuntimeError:
-            return None
+        answer = await psql(kube, pod, namespace, "select pg_is_in_recovery()")
         return pod if answer == "f" else None
 
     return await wait_for(probe, timeout=timeout, interval=0.5)
