@@ -14,6 +14,7 @@ import yaml
 from reconciler_envtest.controlplane import ControlPlane
 from reconciler_envtest.pytest_plugin import wait_for
 
+from reconciler import naming
 from reconciler.api.crd import POSTGRES_CLUSTERS
 from reconciler.config import Settings
 from reconciler.operator import Setup
@@ -27,6 +28,7 @@ from reconciler.runtime.resources import (
     ROLE_BINDINGS,
     ROLES,
     SERVICE_ACCOUNTS,
+    STATEFUL_SETS,
     Resource,
 )
 
@@ -140,7 +142,36 @@ async def ready_cluster(
         current = status.get("observedGeneration") == cluster["metadata"]["generation"]
         return cluster if current and ready and ready[0]["status"] == "True" else None
 
-    return await wait_for(probe, timeout=timeout, interval=0.5)
+    try:
+        return await wait_for(probe, timeout=timeout, interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(
+            f"{name} not Ready: {error}; {await _status_report(kube, namespace, name)}"
+        ) from None
+
+
+async def _status_report(kube: Client, namespace: str, name: str) -> str:
+    """What a Ready time-out should show: the cluster's conditions, instances and startup
+    instance, and each instance StatefulSet's wanted and ready replicas."""
+    status = ((await found(kube, CLUSTERS, name, namespace)) or {}).get("status") or {}
+    conditions = [
+        f"{c['type']}={c['status']} ({c.get('reason')}: {c.get('message')})"
+        for c in status.get("conditions") or []
+    ]
+    listed = await kube.list(
+        STATEFUL_SETS,
+        namespace,
+        label_selector=f"{naming.LABEL_CLUSTER}={name},{naming.LABEL_INSTANCE}",
+    )
+    sets = [
+        f"{s['metadata']['name']} {s['spec'].get('replicas')}/"
+        f"{(s.get('status') or {}).get('readyReplicas', 0)}"
+        for s in listed.items
+    ]
+    return (
+        f"conditions {conditions}; instances {status.get('instances')}; startupInstance "
+        f"{status.get('startupInstance')!r}; StatefulSets (wanted/ready) {sets}"
+    )
 
 
 async def found(kube: Client, resource: Resource, name: str, namespace: str) -> JSON | None:

@@ -33,6 +33,7 @@ from reconciler.runtime.resources import (
 from tests.e2e.cluster import (
     CLUSTERS,
     RESTRICTED,
+    ha_report,
     primary_pod,
     psql,
     timeline,
@@ -254,7 +255,10 @@ async def _failed_restore_keeps_the_data(
     assert failed.get("reason") == "RestoreFailed", failed
     assert "recovery ended before configured recovery target was reached" in failed["message"]
     assert any("never" in m for m in await warnings(kube, namespace, "RestoreFailed"))
-    await ready_cluster(kube, namespace, timeout=300)
+    try:
+        await ready_cluster(kube, namespace, timeout=300)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {await ha_report(kube, namespace)}") from None
     assert await _data_volumes(kube, namespace) == volumes_before
     primary = await writable_primary(kube, namespace)
     assert (await rows(kube, primary, namespace))[:10] == list(range(1, 11))

@@ -35,9 +35,10 @@ from reconciler.runtime.resources import (
 )
 
 
-def choose_kept(names: list[str], wanted: int, primary: str | None) -> list[str]:
-    """Which instances a set keeps when it shrinks: the primary first, then by name."""
-    ordered = sorted(names, key=lambda n: (n != primary, n))
+def choose_kept(names: list[str], wanted: int, first: str | None) -> list[str]:
+    """Which instances a set keeps when it shrinks: `first` (the primary) first, then by
+    name."""
+    ordered = sorted(names, key=lambda n: (n != first, n))
     return sorted(ordered[:wanted])
 
 
@@ -77,12 +78,15 @@ async def reconcile(ctx: Context) -> None:
         return
     by_set = _known_instances(ctx, statefulsets)
     _record_startup_instance(ctx, primary, ctx.instances.names, stopping=False)
+    # With no primary running (a shutdown, a restore that failed), the instance recorded to
+    # start first holds the newest data: a set that shrinks meanwhile keeps it.
+    keep_first = primary or str(ctx.status.get("startupInstance") or "") or None
     postgres_image = ctx.postgres_image
     assert postgres_image is not None, "the controller checks images before instances"
     resize_errors: list[str] = []
     for set_name, instance_set in wanted_sets.items():
         names = _grow(ctx, set_name, by_set.get(set_name, set()), instance_set["replicas"])
-        kept = choose_kept(sorted(names), instance_set["replicas"], primary)
+        kept = choose_kept(sorted(names), instance_set["replicas"], keep_first)
         removed = sorted(names - set(kept))
         sizing = autogrow.data_volume_size(
             ctx.name,

@@ -135,10 +135,20 @@ async def _in_place(ctx: Context, job: JSON | None) -> Result | None:
         return await _start_in_place(ctx, entry["id"])
     outcome = jobs.finished(job)
     if outcome == "Failed":
-        await _job_failed(ctx, job, in_place=True)
-        return None
+        return await _in_place_failed(ctx, job)
     if outcome == "Complete":
         return await _replace_instances(ctx, job)
+    return None
+
+
+async def _in_place_failed(ctx: Context, job: JSON) -> Result | None:
+    """The restore failed: its volumes go first, and only once the cache shows them deleted
+    does the restore end. The instances step, which runs again then, would otherwise count
+    them as an instance of the set and, the set then one too many, remove an old instance
+    with its volumes."""
+    if await _remove_new_instance(ctx, job):
+        return RETRY
+    await _job_failed(ctx, job, in_place=True)
     return None
 
 
@@ -524,12 +534,18 @@ async def _failed(ctx: Context, job: JSON | None, error: str, *, in_place: bool)
     )
 
 
-async def _remove_new_instance(ctx: Context, job: JSON) -> None:
+async def _remove_new_instance(ctx: Context, job: JSON) -> bool:
+    """Delete the volumes the Job restored into; whether the cache still showed any of them
+    not being deleted."""
     instance = (job["metadata"].get("labels") or {}).get(naming.LABEL_STARTUP_INSTANCE)
     if not instance:
-        return
+        return False
+    pending = False
     for claim in ctx.cluster_objects(PERSISTENT_VOLUME_CLAIMS, {naming.LABEL_INSTANCE: instance}):
-        await ctx.delete(PERSISTENT_VOLUME_CLAIMS, claim)
+        if not claim["metadata"].get("deletionTimestamp"):
+            pending = True
+            await ctx.delete(PERSISTENT_VOLUME_CLAIMS, claim)
+    return pending
 
 
 async def _remove_restore_config(ctx: Context) -> None:
