@@ -244,13 +244,18 @@ async def _failed_restore_keeps_the_data(
     volumes_before = await _data_volumes(kube, namespace)
     # A transaction that never happens: recovery reaches the end of the WAL before it.
     await request_restore(kube, namespace, "never", options=["--type=xid", "--target=2000000000"])
-    cluster = await cluster_where(
-        kube,
-        namespace,
-        lambda c: restore_entry(c).get("id") == "never" and restore_entry(c).get("finished"),
-        600,
-        control_plane,
-    )
+
+    def ended(cluster: JSON) -> bool:
+        # The Job's end is recorded at once; the restore ends once its volumes are deleted.
+        progressing = condition(cluster, naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING) or {}
+        entry = restore_entry(cluster)
+        return (
+            entry.get("id") == "never"
+            and bool(entry.get("finished"))
+            and progressing.get("status") != "True"
+        )
+
+    cluster = await cluster_where(kube, namespace, ended, 600, control_plane)
     failed = condition(cluster, naming.CONDITION_PGBACKREST_RESTORE_PROGRESSING) or {}
     assert failed.get("reason") == "RestoreFailed", failed
     assert "recovery ended before configured recovery target was reached" in failed["message"]
