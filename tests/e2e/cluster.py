@@ -114,16 +114,39 @@ async def ha_report(kube: Client, namespace: str) -> str:
     return f"hippo-ha lock {lock} routes to {addresses}; pods: {'; '.join(pods)}"
 
 
+# psql's words for a server that is not accepting connections at that moment: Patroni
+# restarts PostgreSQL for a pending restart while the pod stays Ready, and reports the lock
+# holder Ready before a restarted PostgreSQL listens.
+NOT_LISTENING = (
+    "No such file or directory",
+    "Connection refused",
+    "the database system is starting up",
+    "the database system is shutting down",
+)
+
+
 async def psql(
-    kube: Client, pod: JSON, namespace: str, query: str, database: str = "postgres"
+    kube: Client,
+    pod: JSON,
+    namespace: str,
+    query: str,
+    database: str = "postgres",
+    *,
+    connect_timeout: float = 30,
 ) -> str:
     """Run `query` in the pod's database container as `postgres` (local peer), through the
-    API's `pods/exec` as `kubectl exec` does; its output."""
+    API's `pods/exec` as `kubectl exec` does; its output. A server not listening yet is asked
+    again for up to `connect_timeout` seconds; any other failure raises at once."""
     argv = ["psql", "-v", "ON_ERROR_STOP=1", "-d", database, "-Atqc", query]
-    done = await podexec.run(kube, namespace, pod["metadata"]["name"], "database", argv)
-    if done.exit_code != 0:
-        raise RuntimeError(f"psql in {pod['metadata']['name']}: {done.stderr.decode().strip()}")
-    return done.stdout.decode().strip()
+    deadline = time.monotonic() + connect_timeout
+    while True:
+        done = await podexec.run(kube, namespace, pod["metadata"]["name"], "database", argv)
+        if done.exit_code == 0:
+            return done.stdout.decode().strip()
+        error = done.stderr.decode().strip()
+        if not any(w in error for w in NOT_LISTENING) or time.monotonic() > deadline:
+            raise RuntimeError(f"psql in {pod['metadata']['name']}: {error}")
+        await asyncio.sleep(0.5)
 
 
 async def timeline(kube: Client, pod: JSON, namespace: str) -> int:

@@ -24,6 +24,7 @@ from tests.e2e.cluster import (
     primary_pod,
     psql,
     user_credentials,
+    writable_primary,
 )
 from tests.e2e.kubectl import kubectl, kubectl_on_terminal, port_forward
 from tests.operator import ready_cluster
@@ -116,7 +117,7 @@ async def test_a_user_reaches_hippo_with_kubectl(
     port-forward to the primary pod, the database container's log."""
     await kube.create(CLUSTERS, e2e_hippo(namespace))
     await ready_cluster(kube, namespace)
-    pod = (await primary_pod(kube, namespace))["metadata"]["name"]
+    pod = (await writable_primary(kube, namespace))["metadata"]["name"]
 
     shown = await kubectl_on_terminal(
         control_plane, "-n", namespace, "exec", "-it", pod, "-c", "database", "--",
