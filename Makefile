@@ -52,7 +52,7 @@ E2E_ARGS := -p no:cacheprovider
 
 ## test: the whole suite: unit, integration (a real control plane), e2e (real PostgreSQL)
 test: binaries packages
-	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+	SPEC_FUZZ_SEED=$${SPEC_FUZZ_SEED:-20261130} $(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) tests/e2e $(PYTEST_ARGS)
 	$(BIN)/reconciler-envtest isolated -- $(BIN)/pytest $(E2E_ARGS) -m "not full" tests/chaos $(PYTEST_ARGS)
 

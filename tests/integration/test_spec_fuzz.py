@@ -7,7 +7,11 @@ Each spec is the quick start's hippo with one section replaced by a value drawn 
 section's schema (`spec.<section>` as the CRD has it): most of them are then well-formed enough
 to be admitted, and what is admitted is what the operator must cope with. The count comes
 from `SPEC_FUZZ_EXAMPLES` (30 in `make test`; `make chaos` runs 500), the seed is printed
-(`SPEC_FUZZ_SEED` repeats a run).
+(`SPEC_FUZZ_SEED` repeats a run). `make test` fixes the seed (20261130, unless
+`SPEC_FUZZ_SEED` is set), so that CI does not turn red on specs a change did not touch;
+`make chaos` draws a new one each run. Open: seed 3225413401 (its spec 3, a plain hippo on
+PostgreSQL 17 with `authentication: {}`) keeps its finalizer for over 60 s after deletion once
+its instance pod exists; found on 2026-11-30 and not yet explained.
 """
 
 from __future__ import annotations
